@@ -1,0 +1,1 @@
+"""Command-line options: :class:`BaseOptions`, :class:`TrainOptions`, :class:`TestOptions`."""

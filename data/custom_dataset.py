@@ -1,0 +1,153 @@
+"""``--dataset_mode custom``: label maps, photographs and style-code files (SPEC §2).
+
+Three folders are paired by file stem after a natural sort:
+``--label_dir`` (single-channel PNG class maps), ``--image_dir`` (photos) and
+``--instance_dir`` (one ``.npy`` code file per image, as written by
+``save_style_vector.py``; the flag keeps the release's name).
+
+Construction validates cheaply and early: empty or missing folders, unequal
+counts, unpaired stems and every code file's shape (read from the ``.npy``
+header with ``mmap_mode='r'``). Each item validates its label values.
+
+A batch is a dict (DESIGN.md):
+
+* ``label``: ``(B, 1, H, W)`` int64; 255 already mapped to ``label_nc``;
+* ``image``: ``(B, 3, H, W)`` float32 in [-1, 1];
+* ``codes``: ``(B, J, 512)`` float32, ``(x - 0.5) / 0.5`` of the stored codes;
+* ``path``: list of image paths.
+
+With ``--contain_dontcare_label`` ``J = label_nc + 1`` and the extra row (the
+don't-care class) holds the normalised value of an all-zero raw code, i.e.
+``-1`` everywhere, exactly what an absent class gets. A code file may also
+already hold ``label_nc + 1`` rows; it is then used as it is.
+"""
+import os
+
+import numpy as np
+import torch
+
+from data.codes import STYLE_DIM, load_codes
+from data.image_io import (DONTCARE_VALUE, check_label_values, list_files, pair_by_stem, read_label,
+                           read_rgb)
+from data.transforms import get_params, transform_image, transform_label
+from util.errors import InputError
+
+CODE_EXTENSIONS = (".npy",)
+
+
+def _code_file_shape(path):
+    """Shape of the array in a ``.npy`` file, read from its header only."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: unreadable code file ({e})") from e
+    return tuple(arr.shape), arr.dtype
+
+
+class CustomDataset(torch.utils.data.Dataset):
+    """Paired label/image/code dataset; ``len`` is the number of pairs (capped by ``max_dataset_size``).
+
+    Augmentation parameters of item ``i`` are drawn from a generator seeded by
+    ``(seed, epoch, i)``, so results do not depend on worker processes or on
+    where a run was resumed. Call :meth:`set_epoch` at each epoch start.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Add the custom dataset's flags and release defaults to ``parser``."""
+        parser.add_argument("--label_dir", type=str, default=None, help="folder of label maps (PNG class indices)")
+        parser.add_argument("--image_dir", type=str, default=None, help="folder of photographs")
+        parser.add_argument("--instance_dir", type=str, default=None,
+                            help="folder of style-code .npy files (release flag name)")
+        parser.add_argument("--no_pairing_check", action="store_true",
+                            help="pair files by position instead of by stem (counts must still match)")
+        parser.set_defaults(preprocess_mode="resize_and_crop", crop_size=256, display_winsize=256,
+                            label_nc=13, contain_dontcare_label=False)
+        return parser
+
+    def __init__(self, opt):
+        for flag in ("label_dir", "image_dir", "instance_dir"):
+            if not getattr(opt, flag, None):
+                raise InputError(f"--{flag} is required for --dataset_mode custom")
+            if not os.path.isdir(getattr(opt, flag)):
+                raise InputError(f"--{flag} {getattr(opt, flag)}: folder not found")
+        self.opt = opt
+        self.label_nc = opt.label_nc
+        self.semantic_nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        labels = list_files(opt.label_dir)
+        images = list_files(opt.image_dir)
+        codes = list_files(opt.instance_dir, extensions=CODE_EXTENSIONS)
+        counts = {"label": len(labels), "image": len(images), "code": len(codes)}
+        if len(set(counts.values())) != 1:
+            raise InputError(
+                f"unequal file counts: {len(labels)} labels in {opt.label_dir}, {len(images)} images in "
+                f"{opt.image_dir}, {len(codes)} code files in {opt.instance_dir}")
+        if getattr(opt, "no_pairing_check", False):
+            triples = list(zip(labels, images, codes))
+        else:
+            triples, problems = pair_by_stem(labels, images, codes, names=["label", "image", "code"])
+            if problems:
+                shown = "\n  ".join(problems[:10])
+                more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+                raise InputError(f"files do not pair by stem:\n  {shown}{more}")
+        triples = triples[: opt.max_dataset_size]
+        for _, _, code_path in triples:
+            self._check_code_header(code_path)
+        self.label_paths = [t[0] for t in triples]
+        self.image_paths = [t[1] for t in triples]
+        self.code_paths = [t[2] for t in triples]
+        self.epoch = 0
+
+    def _check_code_header(self, path):
+        shape, dtype = _code_file_shape(path)
+        if len(shape) == 5 and shape[1:4] == (1, 1, 1):
+            shape = (shape[0], shape[4])
+        if len(shape) != 2 or shape[1] != STYLE_DIM:
+            raise InputError(f"{path}: code array has shape {shape}; expected (label_nc, {STYLE_DIM}) "
+                             f"or the release layout (label_nc, 1, 1, 1, {STYLE_DIM})")
+        if shape[0] not in (self.label_nc, self.semantic_nc):
+            raise InputError(f"{path}: code file holds {shape[0]} classes but label_nc is {self.label_nc}")
+        if not np.issubdtype(dtype, np.floating):
+            raise InputError(f"{path}: code array has dtype {dtype}; expected floating point")
+
+    def set_epoch(self, epoch):
+        """Select the augmentation stream of ``epoch`` (int)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.label_paths)
+
+    def load_codes(self, index):
+        """Normalised ``(J, 512)`` float32 codes of item ``index``."""
+        path = self.code_paths[index]
+        raw = load_codes(path)
+        if raw.shape[0] not in (self.label_nc, self.semantic_nc):
+            raise InputError(f"{path}: code file holds {raw.shape[0]} classes but label_nc is {self.label_nc}")
+        if raw.shape[0] < self.semantic_nc:  # don't-care row: a zero raw code, like an absent class
+            raw = np.concatenate([raw, np.zeros((1, STYLE_DIM), np.float32)], axis=0)
+        return torch.from_numpy((raw - 0.5) / 0.5)
+
+    def __getitem__(self, index):
+        opt = self.opt
+        label_path, image_path = self.label_paths[index], self.image_paths[index]
+        label = read_label(label_path)
+        if label.ndim != 2:
+            raise InputError(f"{label_path}: label map must be single-channel, got shape {label.shape}")
+        check_label_values(label, self.label_nc, label_path, allow_dontcare=opt.contain_dontcare_label)
+        image = read_rgb(image_path)
+        ih, iw = image.shape[:2]
+        lh, lw = label.shape
+        if abs(iw * lh - lw * ih) > 0.01 * lw * ih:  # sizes may differ (CelebAMask-HQ), shapes may not
+            raise InputError(f"{image_path}: image size {iw}x{ih} has a different aspect ratio from label "
+                             f"{label_path} size {lw}x{lh}")
+        seed = int(getattr(opt, "seed", 0))
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, self.epoch, index])
+        params = get_params(opt, (label.shape[1], label.shape[0]), rng)
+        label_t = transform_label(label, opt, params)
+        label_t[label_t == DONTCARE_VALUE] = self.label_nc
+        return {
+            "label": label_t,
+            "image": transform_image(image, opt, params),
+            "codes": self.load_codes(index),
+            "path": image_path,
+        }

@@ -1,0 +1,63 @@
+"""Training options (SPADE / SuperStyleNet release flag names and defaults)."""
+from options.base_options import BaseOptions
+from util.errors import OptionError
+
+
+class TrainOptions(BaseOptions):
+    """Flags of ``train.py``: logging, checkpointing, optimisation and schedule."""
+
+    is_train = True
+
+    def initialize(self, parser):
+        """Add the training flags to ``parser`` and return it."""
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("logging and checkpoints")
+        g.add_argument("--display_freq", type=int, default=100,
+                       help="frequency (iterations) of writing samples to the HTML page / tensorboard")
+        g.add_argument("--print_freq", type=int, default=100,
+                       help="frequency (iterations) of printing losses to the console and loss_log.txt")
+        g.add_argument("--save_latest_freq", type=int, default=5000,
+                       help="frequency (iterations) of saving the latest checkpoint and training state")
+        g.add_argument("--save_epoch_freq", type=int, default=10,
+                       help="frequency (epochs) of saving epoch checkpoints")
+        g.add_argument("--no_html", action="store_true",
+                       help="do not write training samples to checkpoints_dir/name/web/")
+        g.add_argument("--tf_log", action="store_true", help="log scalars and images with tensorboardX")
+        g.add_argument("--debug", action="store_true", help="only do a few iterations per epoch")
+
+        g = parser.add_argument_group("training")
+        g.add_argument("--continue_train", action="store_true",
+                       help="resume exactly from the saved training state of --which_epoch")
+        g.add_argument("--which_epoch", type=str, default="latest",
+                       help="which checkpoint to resume from with --continue_train")
+        g.add_argument("--niter", type=int, default=50, help="epochs at the initial learning rate")
+        g.add_argument("--niter_decay", type=int, default=150,
+                       help="epochs over which the learning rate decays linearly to zero")
+        g.add_argument("--max_steps", type=int, default=0,
+                       help="stop after this many global iterations (0: no limit), saving the latest state")
+        g.add_argument("--optimizer", type=str, default="adam", choices=("adam",))
+        g.add_argument("--beta1", type=float, default=0.0, help="Adam beta1 (used with --no_TTUR)")
+        g.add_argument("--beta2", type=float, default=0.9, help="Adam beta2 (used with --no_TTUR)")
+        g.add_argument("--no_TTUR", action="store_true",
+                       help="same lr for G and D with (beta1, beta2); default is TTUR: "
+                            "G lr/2, D 2*lr, betas (0, 0.9)")
+        g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
+        g.add_argument("--D_steps_per_G", type=int, default=1,
+                       help="number of discriminator updates per generator update")
+        g.add_argument("--amp", action="store_true",
+                       help="mixed precision (CUDA only; ignored with a notice on CPU)")
+        return parser
+
+    def validate(self, opt):
+        """Training-specific checks on top of :meth:`BaseOptions.validate`."""
+        super().validate(opt)
+        for name in ("niter", "niter_decay", "max_steps"):
+            if getattr(opt, name) < 0:
+                raise OptionError(f"--{name} {getattr(opt, name)}: must be >= 0")
+        if opt.niter + opt.niter_decay < 1:
+            raise OptionError("--niter + --niter_decay must be at least 1 epoch")
+        for name in ("print_freq", "display_freq", "save_latest_freq", "save_epoch_freq", "D_steps_per_G"):
+            if getattr(opt, name) < 1:
+                raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
+        if opt.lr <= 0:
+            raise OptionError(f"--lr {opt.lr}: must be positive")
