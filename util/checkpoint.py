@@ -1,0 +1,121 @@
+"""Checkpoint files: release-style network state_dicts and the full training state.
+
+Layout under ``checkpoints_dir/name``:
+
+* ``{epoch}_net_G.pth`` / ``latest_net_G.pth`` (and ``_D``): plain state_dicts,
+  as the release wrote them;
+* ``{epoch}_train_state.pth`` / ``latest_train_state.pth``: everything needed
+  for an exact ``--continue_train`` (networks, optimisers, AMP scaler, epoch,
+  iteration within the epoch, global step, RNG states of torch, CUDA, numpy and
+  Python).
+
+Every file is written atomically. Loading a missing, truncated or malformed
+file raises :class:`util.errors.CheckpointError` naming the file.
+"""
+import os
+import random
+
+import numpy as np
+import torch
+
+from util.errors import CheckpointError
+from util.io import torch_save_atomic
+
+TRAIN_STATE_VERSION = 1
+TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "epoch", "epoch_iter",
+                    "global_step", "rng")
+
+
+def network_path(folder, which_epoch, net):
+    """Path of ``{which_epoch}_net_{net}.pth`` in ``folder``."""
+    return os.path.join(folder, f"{which_epoch}_net_{net}.pth")
+
+
+def train_state_path(folder, which_epoch):
+    """Path of ``{which_epoch}_train_state.pth`` in ``folder``."""
+    return os.path.join(folder, f"{which_epoch}_train_state.pth")
+
+
+def cpu_state_dict(module):
+    """``module.state_dict()`` with every tensor detached and moved to CPU."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def load_torch_file(path, what="checkpoint"):
+    """``torch.load`` (``weights_only``, onto CPU) with clear errors for missing/corrupt files."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: {what} not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: {what} is empty (truncated)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError) as e:
+        raise CheckpointError(f"{path}: cannot read {what}; the file is truncated or corrupt ({e})") from e
+    except Exception as e:  # unpickling errors have no common public base class
+        if type(e).__name__ == "UnpicklingError":
+            raise CheckpointError(f"{path}: cannot read {what}; not a valid torch file ({e})") from e
+        raise
+
+
+def save_network(module, path):
+    """Atomically save ``module``'s state_dict (CPU tensors) to ``path``."""
+    torch_save_atomic(cpu_state_dict(module), path)
+
+
+def get_rng_state():
+    """RNG states of Python, numpy, torch (CPU) and all CUDA devices, in a ``weights_only``-loadable form."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    """Restore the states returned by :func:`get_rng_state`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = state["numpy"]
+    np.random.set_state((npst[0], npst[1].numpy().astype(np.uint32), npst[2], npst[3], npst[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_train_state(path, state):
+    """Atomically save the training-state dict (keys :data:`TRAIN_STATE_KEYS`, plus optional ``scaler``)."""
+    missing = [k for k in TRAIN_STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"training state lacks {missing}")
+    torch_save_atomic(state, path)
+
+
+def load_train_state(path):
+    """Load and check a training-state file; raises :class:`CheckpointError` when incomplete."""
+    state = load_torch_file(path, "training state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: training state is not a dict")
+    missing = [k for k in TRAIN_STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: training state lacks {', '.join(missing)}")
+    if state["version"] != TRAIN_STATE_VERSION:
+        raise CheckpointError(f"{path}: training state version {state['version']}; expected {TRAIN_STATE_VERSION}")
+    return state
+
+
+def load_network_into(module, path, what="network"):
+    """Load a plain state_dict at ``path`` into ``module`` strictly; :class:`CheckpointError` on mismatch."""
+    sd = load_torch_file(path, what)
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: {what} checkpoint is not a state_dict")
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: {what} checkpoint does not match the architecture ({e})") from e
+    return module
