@@ -1,0 +1,1 @@
+"""SuperStyleNet model package: :class:`SuperStyleNetModel` and the networks."""

@@ -1,0 +1,28 @@
+"""Networks of SuperStyleNet: generator, discriminator, losses and their options.
+
+Public names:
+    SuperStyleNetGenerator, MultiscaleDiscriminator, GANLoss, VGGLoss,
+    load_vgg19, feature_matching_loss, SyncBatchNorm2d, default_opt,
+    semantic_nc, modify_commandline_options.
+"""
+from models.networks.discriminator import MultiscaleDiscriminator
+from models.networks.generator import SuperStyleNetGenerator
+from models.networks.loss import GANLoss, VGGLoss, feature_matching_loss, load_vgg19
+from models.networks.loss import modify_commandline_options as _loss_options
+from models.networks.options import default_opt, semantic_nc
+from models.networks.sync_batchnorm import SyncBatchNorm2d
+
+
+def modify_commandline_options(parser, is_train):
+    """Register the flags of the generator and, in training, of the discriminator and losses."""
+    parser = SuperStyleNetGenerator.modify_commandline_options(parser, is_train)
+    if is_train:
+        parser = MultiscaleDiscriminator.modify_commandline_options(parser, is_train)
+        parser = _loss_options(parser, is_train)
+    return parser
+
+
+__all__ = [
+    "SuperStyleNetGenerator", "MultiscaleDiscriminator", "GANLoss", "VGGLoss", "load_vgg19",
+    "feature_matching_loss", "SyncBatchNorm2d", "default_opt", "semantic_nc", "modify_commandline_options",
+]

@@ -1,0 +1,139 @@
+"""ACE normalisation (SPEC §3): SPADE branch + per-class style branch, blended.
+
+For a feature map ``x`` (B, Cn, H, W), a one-hot segmap (B, J, H', W') and
+style codes (B, J, 512):
+
+1. ``s = GSAS(codes)``;
+2. ``x + noise`` with noise (B, 1, H, W) ~ N(0, 1) times the per-channel
+   ``noise_var`` (Cn,), zero at initialisation;
+3. parameter-free, sync-capable BatchNorm (momentum 0.1, eps 1e-5);
+4. SPADE branch on the nearest-resized segmap:
+   ``a = relu(conv3x3(seg -> 128))``, ``γ_s = conv3x3(a)``, ``β_s = conv3x3(a)``;
+5. style branch (blocks with style only): ``μ_j = relu(W_j s_j + b_j)`` for every
+   class j at once (one einsum over batched weights), then
+   ``γ_a, β_a = conv3x3(M)`` with ``M = Σ_j μ_j ⊗ seg_j``, computed in the exact
+   cheap form ``conv(seg; K_b)``, ``K_b[c, j, k] = Σ_d W[c, d, k] μ[b, j, d]``:
+   one grouped conv (groups = B) with J input channels; γ_a and β_a share it via
+   concatenated weights; the bias is added once;
+   blend ``γ = σ(g)γ_a + (1-σ(g))γ_s``, ``β = σ(h)β_a + (1-σ(h))β_s``;
+6. ``out = norm(x) · (1 + γ) + β``.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.networks.gsas import GSAS
+from models.networks.sync_batchnorm import SyncBatchNorm2d
+
+STYLE_DIM = 512
+SPADE_HIDDEN = 128
+
+
+class PerClassLinear(nn.Module):
+    """J independent Linear(in_features -> out_features) layers, stored batched.
+
+    ``weight`` (J, out, in), ``bias`` (J, out).
+    forward(x): x (B, J, in) -> (B, J, out), ``y[b, j] = W_j x[b, j] + b_j``.
+    """
+
+    def __init__(self, num_classes, in_features=STYLE_DIM, out_features=STYLE_DIM):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(num_classes, out_features))
+        for j in range(num_classes):
+            nn.init.kaiming_uniform_(self.weight.data[j], a=5 ** 0.5)
+
+    def forward(self, x):
+        return torch.einsum("bjd,jed->bje", x, self.weight) + self.bias
+
+
+class SpadeBranch(nn.Module):
+    """SPADE modulation from the segmap: (B, J, H, W) -> (γ_s, β_s), each (B, Cn, H, W)."""
+
+    def __init__(self, label_nc, norm_nc, hidden=SPADE_HIDDEN):
+        super().__init__()
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, hidden, 3, padding=1), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(hidden, norm_nc, 3, padding=1)
+        self.mlp_beta = nn.Conv2d(hidden, norm_nc, 3, padding=1)
+
+    def forward(self, segmap):
+        actv = self.mlp_shared(segmap)
+        return self.mlp_gamma(actv), self.mlp_beta(actv)
+
+
+def style_modulation(mu, segmap, weight, bias):
+    """Exact fast form of ``conv3x3(M; weight) + bias`` with ``M = einsum('bjd,bjhw->bdhw', mu, segmap)``.
+
+    Args:
+        mu: (B, J, D) per-class style vectors.
+        segmap: (B, J, H, W) segmap (one-hot in practice; the identity holds for any map).
+        weight: (Co, D, kh, kw) conv weight (γ_a and β_a weights concatenated).
+        bias: (Co,) conv bias.
+    Returns:
+        (B, Co, H, W), equal to the conv of the per-class broadcast map M with
+        zero padding ``kh // 2``.
+    """
+    b, j, h, w = segmap.shape
+    co, _, kh, kw = weight.shape
+    kernels = torch.einsum("cdxy,bjd->bcjxy", weight, mu).reshape(b * co, j, kh, kw)
+    out = F.conv2d(segmap.reshape(1, b * j, h, w), kernels, padding=(kh // 2, kw // 2), groups=b)
+    return out.view(b, co, h, w) + bias.view(1, co, 1, 1)
+
+
+class ACE(nn.Module):
+    """ACE normalisation layer.
+
+    Args:
+        norm_nc: channels Cn of the normalised feature map.
+        label_nc: one-hot channels J of the segmap (and number of style codes).
+        use_style: build the per-class style branch (False in the last block).
+
+    forward(x, segmap, codes): x (B, Cn, H, W); segmap (B, J, H', W') one-hot
+    float (nearest-resized to H×W here); codes (B, J, 512) normalised style
+    codes (ignored when ``use_style`` is False). Returns (B, Cn, H, W).
+    """
+
+    def __init__(self, norm_nc, label_nc, use_style=True):
+        super().__init__()
+        self.use_style = bool(use_style)
+        self.noise_var = nn.Parameter(torch.zeros(norm_nc))
+        self.param_free_norm = SyncBatchNorm2d(norm_nc, eps=1e-5, momentum=0.1, affine=False)
+        self.Spade = SpadeBranch(label_nc, norm_nc)
+        if self.use_style:
+            self.Gsas = GSAS()
+            self.fc_mu = PerClassLinear(label_nc, STYLE_DIM, STYLE_DIM)
+            self.conv_gamma = nn.Conv2d(STYLE_DIM, norm_nc, 3, padding=1)
+            self.conv_beta = nn.Conv2d(STYLE_DIM, norm_nc, 3, padding=1)
+            self.blending_gamma = nn.Parameter(torch.zeros(1))
+            self.blending_beta = nn.Parameter(torch.zeros(1))
+
+    def add_noise(self, x):
+        """x + N(0,1) noise of shape (B, 1, H, W) scaled per channel by ``noise_var``."""
+        b, c, h, w = x.shape
+        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        return x + noise * self.noise_var.view(1, c, 1, 1)
+
+    def style_vectors(self, codes):
+        """μ = relu(W_j GSAS(s)_j + b_j): (B, J, 512) -> (B, J, 512)."""
+        return F.relu(self.fc_mu(self.Gsas(codes)))
+
+    def style_gamma_beta(self, mu, segmap):
+        """γ_a, β_a (each (B, Cn, H, W)) from μ (B, J, 512) and the resized segmap (B, J, H, W)."""
+        weight = torch.cat([self.conv_gamma.weight, self.conv_beta.weight], dim=0)
+        bias = torch.cat([self.conv_gamma.bias, self.conv_beta.bias], dim=0)
+        out = style_modulation(mu, segmap, weight, bias)
+        return out.chunk(2, dim=1)
+
+    def forward(self, x, segmap, codes=None):
+        normalized = self.param_free_norm(self.add_noise(x))
+        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        gamma, beta = self.Spade(segmap)
+        if self.use_style:
+            if codes is None:
+                raise ValueError("ACE with a style branch needs codes of shape (B, J, 512)")
+            gamma_a, beta_a = self.style_gamma_beta(self.style_vectors(codes), segmap)
+            g = torch.sigmoid(self.blending_gamma)
+            h = torch.sigmoid(self.blending_beta)
+            gamma = g * gamma_a + (1.0 - g) * gamma
+            beta = h * beta_a + (1.0 - h) * beta
+        return normalized * (1.0 + gamma) + beta

@@ -1,0 +1,124 @@
+"""Multiscale n-layer PatchGAN discriminator (SPEC §4).
+
+State-dict keys follow the release: ``discriminator_<i>.model<n>.0.weight`` for
+the plain first/last convs and ``discriminator_<i>.model<n>.0.0.weight_orig``
+(plus ``weight_u``/``weight_v``) for the spectral-normalised middle convs.
+"""
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm
+
+from models.networks.init import init_weights
+from models.networks.options import add_option, require, semantic_nc
+from models.networks.sync_batchnorm import SyncBatchNorm2d
+from util.errors import OptionError
+
+NORM_D_TYPES = ("instance", "batch", "syncbatch", "none")
+
+
+def norm_conv_layer(conv, norm_type):
+    """Wrap ``conv`` per a SPADE-style norm string such as 'spectralinstance'.
+
+    'spectral' prefix: classic spectral norm on the conv. Sub-norm 'none' keeps
+    the conv (and its bias); otherwise the bias is removed and the result is
+    ``Sequential(conv, norm)`` with InstanceNorm (no affine), BatchNorm or
+    SyncBatchNorm2d (affine).
+    """
+    sub = norm_type
+    if sub.startswith("spectral"):
+        conv = spectral_norm(conv)
+        sub = sub[len("spectral"):]
+    if sub not in NORM_D_TYPES:
+        raise OptionError(f"--norm_D {norm_type!r}: expected [spectral](instance|batch|syncbatch|none)")
+    if sub == "none":
+        return conv
+    if getattr(conv, "bias", None) is not None:
+        del conv.bias
+        conv.register_parameter("bias", None)
+    channels = conv.out_channels
+    if sub == "instance":
+        norm = nn.InstanceNorm2d(channels, affine=False)
+    elif sub == "batch":
+        norm = nn.BatchNorm2d(channels, affine=True)
+    else:
+        norm = SyncBatchNorm2d(channels, affine=True)
+    return nn.Sequential(conv, norm)
+
+
+class NLayerDiscriminator(nn.Module):
+    """n-layer PatchGAN, kernel 4, padding 2.
+
+    model0: conv(in -> ndf, stride 2) + lrelu 0.2 (no norm); model1..model{n-1}:
+    norm_D conv(stride 2) + lrelu 0.2, doubling the channels up to 512;
+    model{n}: conv(-> 1, stride 1). All middle convs use stride 2 as SPEC §4
+    states (SPADE-lineage code uses stride 1 on the last one; see docs/model.md).
+
+    forward(x): (B, in_nc, H, W) -> list of the n+1 layer outputs (the last is
+    the patch logit map (B, 1, h, w)).
+    """
+
+    def __init__(self, input_nc, ndf=64, n_layers=3, norm_type="spectralinstance"):
+        super().__init__()
+        if n_layers < 1:
+            raise OptionError(f"--n_layers_D {n_layers}: must be at least 1")
+        kw, pad = 4, 2
+        self.add_module("model0", nn.Sequential(nn.Conv2d(input_nc, ndf, kw, 2, pad), nn.LeakyReLU(0.2)))
+        nf = ndf
+        for n in range(1, n_layers):
+            nf_prev, nf = nf, min(nf * 2, 512)
+            layer = norm_conv_layer(nn.Conv2d(nf_prev, nf, kw, 2, pad), norm_type)
+            self.add_module(f"model{n}", nn.Sequential(layer, nn.LeakyReLU(0.2)))
+        self.add_module(f"model{n_layers}", nn.Sequential(nn.Conv2d(nf, 1, kw, 1, pad)))
+
+    def forward(self, x):
+        outputs = []
+        for layer in self.children():
+            x = layer(x)
+            outputs.append(x)
+        return outputs
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """``num_D`` PatchGANs on successively avg-pooled inputs (3, stride 2, pad 1, no padding count).
+
+    forward(x): x = concat(one-hot segmap, image) (B, J+3, H, W) -> list (per
+    scale, finest first) of lists (per layer) of feature maps.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Register the discriminator flags (SPADE names and defaults)."""
+        add_option(parser, "--netD", type=str, default="multiscale", choices=("multiscale",),
+                   help="discriminator architecture")
+        add_option(parser, "--ndf", type=int, default=64, help="# of discriminator filters in the first conv layer")
+        add_option(parser, "--num_D", type=int, default=2, help="number of discriminator scales")
+        add_option(parser, "--n_layers_D", type=int, default=3, help="# layers in each discriminator")
+        add_option(parser, "--norm_D", type=str, default="spectralinstance",
+                   help="discriminator normalisation: [spectral](instance|batch|syncbatch|none)")
+        return parser
+
+    def __init__(self, opt):
+        super().__init__()
+        net_d = getattr(opt, "netD", "multiscale")
+        if net_d != "multiscale":
+            raise OptionError(f"--netD {net_d!r}: only 'multiscale' is implemented")
+        num_d = int(require(opt, "num_D"))
+        if num_d < 1:
+            raise OptionError(f"--num_D {num_d}: must be at least 1")
+        input_nc = semantic_nc(opt) + 3
+        for i in range(num_d):
+            self.add_module(f"discriminator_{i}", NLayerDiscriminator(
+                input_nc, int(require(opt, "ndf")), int(require(opt, "n_layers_D")), require(opt, "norm_D")))
+        init_weights(self, getattr(opt, "init_type", "xavier"), float(getattr(opt, "init_variance", 0.02)))
+
+    @staticmethod
+    def downsample(x):
+        """avg_pool2d(3, stride 2, pad 1, count_include_pad=False)."""
+        return F.avg_pool2d(x, kernel_size=3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x):
+        results = []
+        for d in self.children():
+            results.append(d(x))
+            x = self.downsample(x)
+        return results

@@ -1,0 +1,122 @@
+"""SuperStyleNet generator (SPEC §3): SPADE layout with ACE-normalised ResBlocks."""
+import re
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.networks.architecture import StyleResBlock
+from models.networks.ace import STYLE_DIM
+from models.networks.init import INIT_TYPES, init_weights
+from models.networks.options import add_option, require, semantic_nc
+from util.errors import InputError, OptionError
+
+UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
+NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch)3x3$")
+
+
+class SuperStyleNetGenerator(nn.Module):
+    """Generator: (one-hot segmap, style codes) -> RGB image in [-1, 1].
+
+    Layout (nf = ngf, ``up`` = nearest ×2): fc (3×3 conv of the segmap resized to
+    the latent grid sh×sw, J -> 16nf), head_0, up, G_middle_0, [up for
+    more/most], G_middle_1, up, up_0 (16nf->8nf), up, up_1 (8nf->4nf), up,
+    up_2 (4nf->2nf), up, up_3 (2nf->nf, no style), [for 'most': up, up_4
+    (nf->nf/2, no style)], conv_img(lrelu 0.2) -> tanh.
+
+    Latent grid: ``sw = crop_size / 2**k`` (k = 5, 6, 7 for normal, more, most)
+    and ``sh = round(sw / aspect_ratio)``; the output is (sh·2**k) × crop_size.
+
+    forward(segmap, codes): segmap (B, J, H, W) one-hot float, codes (B, J, 512)
+    normalised codes -> image (B, 3, sh·2**k, crop_size).
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        """Register the generator flags (SPADE names and defaults)."""
+        add_option(parser, "--ngf", type=int, default=64, help="# of generator filters in the last conv layer")
+        add_option(parser, "--num_upsampling_layers", type=str, default="normal",
+                   choices=tuple(UPSAMPLING_LAYERS),
+                   help="'more' adds an upsampling after G_middle_0; 'most' also adds up_4 (see docs/model.md)")
+        add_option(parser, "--norm_G", type=str, default="spectralspadesyncbatch3x3",
+                   help="generator normalisation: [spectral]spade(syncbatch|batch)3x3; the ACE "
+                        "normalisation is always (sync-capable) batch norm, as in the release")
+        add_option(parser, "--init_type", type=str, default="xavier", choices=INIT_TYPES,
+                   help="network initialisation")
+        add_option(parser, "--init_variance", type=float, default=0.02,
+                   help="gain/std of the initialisation")
+        return parser
+
+    def __init__(self, opt):
+        super().__init__()
+        self.label_nc = semantic_nc(opt)
+        nf = int(require(opt, "ngf"))
+        mode = require(opt, "num_upsampling_layers")
+        if mode not in UPSAMPLING_LAYERS:
+            raise OptionError(f"--num_upsampling_layers {mode!r}: choose from {tuple(UPSAMPLING_LAYERS)}")
+        norm_g = require(opt, "norm_G")
+        match = NORM_G_PATTERN.match(norm_g)
+        if match is None:
+            raise OptionError(f"--norm_G {norm_g!r}: supported values are [spectral]spadesyncbatch3x3 and "
+                              "[spectral]spadebatch3x3 (ACE always uses batch statistics, as in the release)")
+        use_spectral = match.group(1) is not None
+        self.mode = mode
+        self.sh, self.sw = self.compute_latent_size(opt)
+        j = self.label_nc
+        self.fc = nn.Conv2d(j, 16 * nf, 3, padding=1)
+        self.head_0 = StyleResBlock(16 * nf, 16 * nf, j, use_spectral)
+        self.G_middle_0 = StyleResBlock(16 * nf, 16 * nf, j, use_spectral)
+        self.G_middle_1 = StyleResBlock(16 * nf, 16 * nf, j, use_spectral)
+        self.up_0 = StyleResBlock(16 * nf, 8 * nf, j, use_spectral)
+        self.up_1 = StyleResBlock(8 * nf, 4 * nf, j, use_spectral)
+        self.up_2 = StyleResBlock(4 * nf, 2 * nf, j, use_spectral)
+        self.up_3 = StyleResBlock(2 * nf, nf, j, use_spectral, use_style=False)
+        final_nc = nf
+        if mode == "most":
+            self.up_4 = StyleResBlock(nf, nf // 2, j, use_spectral, use_style=False)
+            final_nc = nf // 2
+        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+        init_weights(self, getattr(opt, "init_type", "xavier"), float(getattr(opt, "init_variance", 0.02)))
+
+    @staticmethod
+    def compute_latent_size(opt):
+        """(sh, sw) of the latent grid; raises OptionError when crop_size is not divisible by 2**k."""
+        k = UPSAMPLING_LAYERS[opt.num_upsampling_layers]
+        crop = int(require(opt, "crop_size"))
+        if crop % (2 ** k) != 0:
+            raise OptionError(f"--crop_size {crop} must be divisible by 2**{k} for "
+                              f"--num_upsampling_layers {opt.num_upsampling_layers}")
+        sw = crop // (2 ** k)
+        sh = int(round(sw / float(getattr(opt, "aspect_ratio", 1.0))))
+        if sh < 1:
+            raise OptionError(f"--aspect_ratio {opt.aspect_ratio} leaves no rows in the latent grid")
+        return sh, sw
+
+    def check_inputs(self, segmap, codes):
+        """Raise InputError when the segmap/codes shapes do not fit this generator."""
+        if segmap.dim() != 4 or segmap.shape[1] != self.label_nc:
+            raise InputError(f"generator input: segmap must be (B, {self.label_nc}, H, W); got {tuple(segmap.shape)}")
+        expected = (segmap.shape[0], self.label_nc, STYLE_DIM)
+        if tuple(codes.shape) != expected:
+            raise InputError(f"generator input: codes must be {expected}; got {tuple(codes.shape)}")
+
+    def forward(self, segmap, codes):
+        self.check_inputs(segmap, codes)
+        x = self.fc(F.interpolate(segmap, size=(self.sh, self.sw), mode="nearest"))
+        x = self.head_0(x, segmap, codes)
+        x = _up(x)
+        x = self.G_middle_0(x, segmap, codes)
+        if self.mode in ("more", "most"):
+            x = _up(x)
+        x = self.G_middle_1(x, segmap, codes)
+        x = self.up_0(_up(x), segmap, codes)
+        x = self.up_1(_up(x), segmap, codes)
+        x = self.up_2(_up(x), segmap, codes)
+        x = self.up_3(_up(x), segmap, codes)
+        if self.mode == "most":
+            x = self.up_4(_up(x), segmap, codes)
+        x = self.conv_img(F.leaky_relu(x, 0.2))
+        return x.tanh()
+
+
+def _up(x):
+    return F.interpolate(x, scale_factor=2, mode="nearest")

@@ -1,0 +1,97 @@
+"""Parameter-free (or affine) BatchNorm that synchronises statistics across processes.
+
+``SyncBatchNorm2d`` has the same buffers and state-dict keys as
+``torch.nn.BatchNorm2d`` (``running_mean``, ``running_var``,
+``num_batches_tracked``, plus ``weight``/``bias`` when ``affine=True``).
+
+* Evaluation mode: normalise with the running statistics (``F.batch_norm``).
+* Training mode, single process (or ``torch.distributed`` not initialised, or
+  world size 1): exactly ``F.batch_norm`` with batch statistics.
+* Training mode with ``torch.distributed`` initialised and world size > 1: the
+  per-channel sum, sum of squares and element count are all-reduced over the
+  default process group with the autograd-aware
+  ``torch.distributed.nn.functional.all_reduce``, so the forward pass uses the
+  global batch statistics and the backward pass sends the matching gradient
+  contributions to every rank. This works with the CPU ``gloo`` backend as well
+  as NCCL (``torch.nn.SyncBatchNorm`` supports CUDA only).
+
+Every rank must call the layer the same number of times per step (collective).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def distributed_world_size():
+    """Number of processes in the default group, or 1 when not running distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+class SyncBatchNorm2d(nn.Module):
+    """BatchNorm over (B, C, H, W) inputs with cross-process statistics in training.
+
+    Args:
+        num_features: number of channels C.
+        eps: added to the variance (default 1e-5).
+        momentum: running-statistics momentum (default 0.1).
+        affine: learn a per-channel scale and shift (default False: parameter-free).
+
+    Input and output: float tensors of shape (B, C, H, W).
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False):
+        super().__init__()
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+    def forward(self, x):
+        """Normalise ``x`` (B, C, H, W); returns a tensor of the same shape."""
+        if x.dim() != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"SyncBatchNorm2d expects (B, {self.num_features}, H, W); got {tuple(x.shape)}")
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+        if distributed_world_size() == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                True, self.momentum, self.eps)
+        return self._forward_distributed(x)
+
+    def _forward_distributed(self, x):
+        from torch.distributed.nn.functional import all_reduce
+
+        c = self.num_features
+        local_count = x.new_full((1,), float(x.numel() // c))
+        stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), local_count])
+        stats = all_reduce(stats)
+        total_sum, total_sq, count = stats[:c], stats[c:2 * c], stats[2 * c]
+        mean = total_sum / count
+        var = (total_sq / count - mean * mean).clamp_min(0.0)
+        with torch.no_grad():
+            n = count.item()
+            unbiased = var * (n / max(n - 1.0, 1.0))
+            self.running_mean.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
+            self.running_var.mul_(1.0 - self.momentum).add_(self.momentum * unbiased.detach())
+        out = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return out
