@@ -120,4 +120,7 @@ def create_dataloader(opt, rank=0, world_size=1):
                                drop_last=opt.isTrain)
     return torch.utils.data.DataLoader(
         dataset, batch_size=opt.batchSize // world_size, sampler=sampler, num_workers=int(opt.nThreads),
-        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(getattr(opt, "gpu_ids", [])))
+        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(getattr(opt, "gpu_ids", [])),
+        # a private generator: creating an iterator must not consume the global torch RNG,
+        # which the model's noise injection uses (exact resume depends on it)
+        generator=torch.Generator().manual_seed(int(getattr(opt, "seed", 0))))

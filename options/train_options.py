@@ -44,6 +44,9 @@ class TrainOptions(BaseOptions):
         g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
         g.add_argument("--D_steps_per_G", type=int, default=1,
                        help="number of discriminator updates per generator update")
+        g.add_argument("--freeze_noise", action="store_true",
+                       help="keep ACE's learned noise scale noise_var at its initial 0 (no noise injection); "
+                            "used to compare runs whose noise draws differ, e.g. 1 vs 2 processes")
         g.add_argument("--amp", action="store_true",
                        help="mixed precision (CUDA only; ignored with a notice on CPU)")
         return parser

@@ -1,0 +1,1 @@
+"""Trainers: :class:`trainers.superstylenet_trainer.SuperStyleNetTrainer`."""

@@ -13,6 +13,7 @@ Every file is written atomically. Loading a missing, truncated or malformed
 file raises :class:`util.errors.CheckpointError` naming the file.
 """
 import os
+import pickle
 import random
 
 import numpy as np
@@ -49,12 +50,9 @@ def load_torch_file(path, what="checkpoint"):
         raise CheckpointError(f"{path}: {what} is empty (truncated)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
+            pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path}: cannot read {what}; the file is truncated or corrupt ({e})") from e
-    except Exception as e:  # unpickling errors have no common public base class
-        if type(e).__name__ == "UnpicklingError":
-            raise CheckpointError(f"{path}: cannot read {what}; not a valid torch file ({e})") from e
-        raise
 
 
 def save_network(module, path):

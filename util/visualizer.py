@@ -7,6 +7,8 @@ import os
 import re
 import time
 
+from tqdm import tqdm
+
 from util import html
 from util.io import write_text_atomic
 from util.util import tensor2im, tensor2label
@@ -52,7 +54,7 @@ class Visualizer:
             return ""
         msg = f"(epoch: {epoch}, iters: {i}, time: {t_per_sample:.3f}) "
         msg += " ".join(f"{k}: {v:.3f}" for k, v in errors.items())
-        print(msg)
+        tqdm.write(msg)
         self._append(msg + "\n")
         return msg
 

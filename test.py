@@ -1,0 +1,94 @@
+"""Synthesise test images and write an HTML page of label / synthesised / real images.
+
+    python test.py --name celeba --load_size 256 --crop_size 256 --dataset_mode custom \
+        --label_dir datasets/celeba/test/labels --image_dir datasets/celeba/test/images \
+        --label_nc 19 --instance_dir datasets/celeba/test/codes --which_epoch 50 --gpu_ids 0
+
+Architecture flags default to those saved in ``checkpoints/<name>/opt.json``
+(flags on the command line win). Generator weights come from
+``checkpoints/<name>/<which_epoch>_net_G.pth``, written by this project or by
+the original release. Output: ``results/<name>/test_<which_epoch>/index.html``
+and its ``images/`` folder.
+"""
+import math
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from data import create_dataloader
+from options.test_options import TestOptions
+from util import html
+from util.checkpoint import network_path
+from util.util import tensor2im, tensor2label
+
+
+def load_generator(model, path):
+    """Load this project's or the release's generator weights at ``path`` into ``model.netG``."""
+    from models.checkpoint_compat import load_generator_weights
+
+    for note in load_generator_weights(model.netG, path):
+        print(f"note: {path}: {note}")
+    return model
+
+
+def main(argv=None, model=None):
+    """Run test synthesis with command-line ``argv``; returns the path of the HTML page.
+
+    ``model`` (optional) is a prebuilt ``SuperStyleNetModel`` whose weights are
+    then loaded from the checkpoint.
+    """
+    options = TestOptions()
+    opt = options.parse(argv, save=False)
+    if options.loaded_opt_file:
+        print(f"architecture options from {options.loaded_opt_file} (command-line flags win)")
+    options.print_options(opt)
+    torch.manual_seed(opt.seed)
+    loader = create_dataloader(opt)
+    if model is None:
+        from models.superstylenet_model import SuperStyleNetModel
+
+        model = SuperStyleNetModel(opt)
+    model = model.to(opt.device)
+    ckpt_path = network_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, "G")
+    load_generator(model, ckpt_path)
+    model.eval()
+
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}")
+    page = html.HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}")
+    how_many = len(loader.dataset) if opt.how_many == float("inf") else min(int(opt.how_many), len(loader.dataset))
+    total_batches = math.ceil(how_many / opt.batchSize)
+    done = 0
+    for data in tqdm(loader, total=total_batches, desc="test"):
+        if done >= how_many:
+            break
+        generated = model(data, "inference")
+        for b in range(generated.shape[0]):
+            if done >= how_many:
+                break
+            name = os.path.splitext(os.path.basename(data["path"][b]))[0]
+            visuals = {
+                "input_label": tensor2label(data["label"][b], opt.semantic_nc),
+                "synthesized_image": tensor2im(generated[b]),
+                "real_image": tensor2im(data["image"][b]),
+            }
+            page.add_header(name)
+            names = []
+            for kind, im in visuals.items():
+                names.append(page.save_image(os.path.join(kind, f"{name}.png"), im))
+            page.add_images(names, list(visuals), names, width=opt.display_winsize)
+            done += 1
+    path = page.save()
+    print(f"{done} image(s) synthesised; results page: {path}")
+    return path
+
+
+if __name__ == "__main__":
+    from util.errors import CheckpointError, InputError, OptionError
+
+    try:
+        main()
+    except (InputError, OptionError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

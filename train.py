@@ -1,0 +1,134 @@
+"""Train SuperStyleNet.
+
+Single process (CPU or one GPU)::
+
+    python train.py --name celeba --batchSize 32 --load_size 256 --crop_size 256 \
+        --dataset_mode custom --label_nc 19 --label_dir datasets/celeba/train/labels \
+        --image_dir datasets/celeba/train/images --instance_dir datasets/celeba/train/codes
+
+Several GPUs / machines: launch the same command with ``torchrun`` (one process
+per GPU; ``--batchSize`` is the global batch). See docs/training.md.
+"""
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from data import create_dataloader
+from options.train_options import TrainOptions
+from trainers.superstylenet_trainer import SuperStyleNetTrainer
+from util import distributed as dist_util
+from util.visualizer import Visualizer
+
+
+def seed_everything(seed):
+    """Seed Python, numpy and torch (CPU and CUDA) with ``seed``."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def main(argv=None, model=None):
+    """Run training with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
+
+    ``model`` (optional) is a prebuilt ``SuperStyleNetModel`` (tests use it).
+    """
+    options = TrainOptions()
+    opt = options.parse(argv, save=False)
+    rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids))
+    if world_size > 1 and opt.gpu_ids:
+        opt.device = torch.device(f"cuda:{local_rank}")
+        opt.gpu_ids = [local_rank]
+    main_process = rank == 0
+    if main_process:
+        options.save_options(opt)
+        options.print_options(opt)
+    seed_everything(opt.seed)
+
+    loader = create_dataloader(opt, rank=rank, world_size=world_size)
+    sampler, dataset = loader.sampler, loader.dataset
+    steps_per_epoch = sampler.batches_per_epoch()
+    if main_process:
+        print(f"dataset [{type(dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per epoch"
+              f" on {world_size} process(es), device {opt.device}")
+
+    ddp_ids = False
+    if world_size > 1:
+        ddp_ids = [local_rank] if opt.gpu_ids else None
+    trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
+    visualizer = Visualizer(opt, enabled=main_process)
+
+    start_epoch, start_iter = 1, 0
+    if opt.continue_train:
+        epoch, epoch_iter = trainer.load_train_state(opt.which_epoch)
+        start_epoch, start_iter = (epoch + 1, 0) if epoch_iter >= steps_per_epoch else (epoch, epoch_iter)
+        if main_process:
+            print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
+                  f"global step {trainer.global_step}")
+
+    total_epochs = opt.niter + opt.niter_decay
+    stop = False
+    epoch = start_epoch
+    for epoch in range(start_epoch, total_epochs + 1):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        first = start_iter if epoch == start_epoch else 0
+        sampler.set_start_batch(first)
+        trainer.set_epoch_lr(epoch)
+        epoch_start = time.time()
+        epoch_iter = first
+        bar = tqdm(loader, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{total_epochs}",
+                   disable=not main_process, leave=False, dynamic_ncols=True)
+        for data in bar:
+            t0 = time.time()
+            trainer.train_step(data)
+            epoch_iter += 1
+            step = trainer.global_step
+            if step % opt.print_freq == 0:
+                losses = dist_util.all_reduce_mean(trainer.latest_losses())
+                t = (time.time() - t0) / max(1, opt.batchSize)
+                if main_process:
+                    visualizer.print_current_errors(epoch, epoch_iter, losses, t)
+                    visualizer.plot_current_errors(losses, step)
+            if step % opt.display_freq == 0 and main_process and trainer.generated is not None:
+                visualizer.display_current_results(
+                    {"input_label": data["label"], "synthesized_image": trainer.generated,
+                     "real_image": data["image"]}, epoch, step)
+            max_reached = opt.max_steps and step >= opt.max_steps
+            if main_process and (step % opt.save_latest_freq == 0 or max_reached):
+                trainer.save("latest", epoch, epoch_iter)
+            if max_reached or (opt.debug and epoch_iter - first >= 3):
+                stop = bool(max_reached)
+                break
+        bar.close()
+        if stop:
+            break
+        if main_process:
+            trainer.save("latest", epoch, epoch_iter)
+            if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:
+                trainer.save(str(epoch), epoch, epoch_iter)
+            print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
+                  f"lr {trainer.current_lr:.3g}")
+        dist_util.barrier()
+    dist_util.barrier()
+    visualizer.close()
+    if main_process:
+        print(f"training finished at epoch {epoch}, global step {trainer.global_step}")
+    return trainer
+
+
+if __name__ == "__main__":
+    from util.errors import CheckpointError, InputError, OptionError
+
+    try:
+        main()
+    except (InputError, OptionError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        dist_util.cleanup()
