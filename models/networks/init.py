@@ -51,8 +51,12 @@ def init_weights(net, init_type="xavier", gain=0.02):
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
         elif isinstance(m, PerClassLinear):
-            for j in range(m.weight.shape[0]):
-                _init_tensor(m.weight[j], init_type, gain)
+            if init_type == "xavier":  # same distribution as one xavier_normal_ per slice, in one call
+                fan_out, fan_in = m.weight.shape[1:]
+                nn.init.normal_(m.weight, 0.0, xavier_std(fan_in, fan_out, gain))
+            else:
+                for j in range(m.weight.shape[0]):
+                    _init_tensor(m.weight[j], init_type, gain)
             m.bias.zero_()
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) or m.__class__.__name__ == "SyncBatchNorm2d":
             if getattr(m, "weight", None) is not None:
