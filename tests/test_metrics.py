@@ -1,0 +1,266 @@
+"""Tests of util/metrics.py and evaluate.py."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+from util import metrics
+from util.errors import CheckpointError, InputError
+from util.io import save_image_atomic
+
+
+def _rand_image(seed, h=24, w=20):
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- Fréchet distance, closed form
+def test_frechet_distance_diagonal_covariances_closed_form():
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    v1, v2 = rng.uniform(0.1, 3.0, size=d), rng.uniform(0.1, 3.0, size=d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    got = metrics.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2))
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_frechet_distance_commuting_covariances_closed_form():
+    # Covariances sharing an eigenbasis Q commute: sqrt(S1 S2) = Q diag(sqrt(l1 l2)) Q^T.
+    rng = np.random.default_rng(1)
+    d = 5
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    l1, l2 = rng.uniform(0.2, 2.0, size=d), rng.uniform(0.2, 2.0, size=d)
+    s1, s2 = q @ np.diag(l1) @ q.T, q @ np.diag(l2) @ q.T
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(l1) - np.sqrt(l2)) ** 2)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_distance_one_dimensional_and_identical():
+    # 1-D: (m1 - m2)^2 + (sd1 - sd2)^2
+    assert metrics.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0)
+    s = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert metrics.frechet_distance([0.3, -1.0], s, [0.3, -1.0], s) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_agrees_with_pytorch_fid_on_generic_covariances():
+    # non-commuting SPD covariances: compare against pytorch-fid's sqrtm-based formula
+    import warnings
+
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    s1, s2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        reference = calculate_frechet_distance(mu1, s1, mu2, s2)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-7)
+
+
+def test_frechet_distance_shape_mismatch_is_input_error():
+    with pytest.raises(InputError, match="inconsistent"):
+        metrics.frechet_distance(np.zeros(3), np.eye(3), np.zeros(2), np.eye(2))
+
+
+def test_activation_statistics_matches_literal_mean_and_covariance():
+    a = np.random.default_rng(2).normal(size=(7, 3))
+    mu, sigma = metrics.activation_statistics(a)
+    centred = a - a.mean(0)
+    np.testing.assert_allclose(mu, a.sum(0) / 7)
+    np.testing.assert_allclose(sigma, centred.T @ centred / 6)
+    with pytest.raises(InputError, match="at least 2"):
+        metrics.activation_statistics(a[:1])
+
+
+# ---------------------------------------------------------------- SSIM / PSNR / RMSE
+def test_identical_images():
+    img = _rand_image(3)
+    m = metrics.reconstruction_metrics(img, img)
+    assert m["rmse"] == 0.0
+    assert math.isinf(m["psnr"]) and m["psnr"] > 0
+    assert m["ssim"] == pytest.approx(1.0)
+
+
+def test_constant_offset_gives_known_rmse_and_psnr():
+    img = np.random.default_rng(4).integers(0, 200, size=(16, 16, 3), dtype=np.uint8)
+    shifted = img + np.uint8(10)
+    assert metrics.rmse(img, shifted) == pytest.approx(10 / 255)
+    assert metrics.psnr(img, shifted) == pytest.approx(20 * math.log10(255 / 10))
+
+
+def test_rmse_psnr_match_literal_formulas():
+    a, b = _rand_image(5), _rand_image(6)
+    x, y = a / 255.0, b / 255.0
+    mse = np.mean((x - y) ** 2)
+    assert metrics.rmse(a, b) == pytest.approx(math.sqrt(mse), rel=1e-12)
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(1.0 / mse), rel=1e-12)
+
+
+def _literal_ssim_gray(x, y, win=7, data_range=1.0):
+    """SSIM with a win x win uniform window and sample covariance, averaged over valid windows."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    n = win * win
+    vals = []
+    for i in range(x.shape[0] - win + 1):
+        for j in range(x.shape[1] - win + 1):
+            px, py = x[i:i + win, j:j + win].ravel(), y[i:i + win, j:j + win].ravel()
+            mx, my = px.mean(), py.mean()
+            vx = ((px - mx) ** 2).sum() / (n - 1)
+            vy = ((py - my) ** 2).sum() / (n - 1)
+            cxy = ((px - mx) * (py - my)).sum() / (n - 1)
+            vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+    return float(np.mean(vals))
+
+
+def test_ssim_matches_literal_definition_gray_and_rgb():
+    a = _rand_image(7, 14, 13)
+    b = np.clip(a.astype(int) + np.random.default_rng(8).integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    ga, gb = metrics.to_gray(a / 255.0), metrics.to_gray(b / 255.0)
+    assert metrics.ssim(a, b, gray=True) == pytest.approx(_literal_ssim_gray(ga, gb), rel=1e-9)
+    per_channel = [_literal_ssim_gray(a[..., c] / 255.0, b[..., c] / 255.0) for c in range(3)]
+    assert metrics.ssim(a, b) == pytest.approx(np.mean(per_channel), rel=1e-9)
+    assert metrics.ssim(a, b) < 0.99
+
+
+def test_size_mismatch_and_tiny_images_are_input_errors():
+    with pytest.raises(InputError, match="differ in shape"):
+        metrics.rmse(_rand_image(0, 8, 8), _rand_image(0, 9, 8))
+    with pytest.raises(InputError, match="7x7"):
+        metrics.ssim(_rand_image(0, 5, 5), _rand_image(1, 5, 5))
+
+
+def test_summarise_leaves_infinite_psnr_out_of_mean():
+    s = metrics.summarise([{"ssim": 1.0, "psnr": math.inf, "rmse": 0.0},
+                           {"ssim": 0.5, "psnr": 20.0, "rmse": 0.1},
+                           {"ssim": 0.7, "psnr": 30.0, "rmse": 0.2}])
+    assert s == {"ssim": pytest.approx(2.2 / 3), "psnr": 25.0, "rmse": pytest.approx(0.1),
+                 "count": 3, "psnr_infinite": 1}
+
+
+# ---------------------------------------------------------------- evaluate.py
+def _make_folders(tmp_path, n=3, gt_size=None):
+    res, gt = tmp_path / "results", tmp_path / "gt"
+    for i in range(n):
+        img = _rand_image(10 + i, 16, 16)
+        out = np.clip(img.astype(int) + 5 * (i + 1), 0, 255).astype(np.uint8)
+        save_image_atomic(str(res / f"{i}.png"), out)
+        target = img if gt_size is None else np.asarray(
+            __import__("PIL.Image", fromlist=["Image"]).fromarray(img).resize((gt_size, gt_size)))
+        save_image_atomic(str(gt / f"{i}.png"), target)
+    return res, gt
+
+
+def test_evaluate_cli_writes_json_and_table(tmp_path, capsys):
+    res, gt = _make_folders(tmp_path)
+    out = tmp_path / "m.json"
+    assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--output", str(out),
+                          "--no_progress"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["per_image"]) == {"0", "1", "2"}
+    # per-image values equal direct computation, and the mean is their mean
+    from data.image_io import read_rgb
+    direct = metrics.reconstruction_metrics(read_rgb(res / "1.png"), read_rgb(gt / "1.png"))
+    assert report["per_image"]["1"]["rmse"] == pytest.approx(direct["rmse"])
+    assert report["mean"]["rmse"] == pytest.approx(np.mean([v["rmse"] for v in report["per_image"].values()]))
+    assert report["settings"]["ground_truth_resized_to_result"] == 0
+    text = capsys.readouterr().out
+    assert "SSIM" in text and "mean (3 images)" in text
+
+
+def test_evaluate_resizes_ground_truth_to_result_size(tmp_path):
+    res, gt = _make_folders(tmp_path, n=2, gt_size=32)
+    report = evaluate.evaluate(str(res), str(gt), progress=False)
+    assert report["settings"]["ground_truth_resized_to_result"] == 2
+    both = evaluate.evaluate(str(res), str(gt), size=24, progress=False)
+    assert both["settings"]["ground_truth_resized_to_result"] == 0
+
+
+def test_evaluate_unpaired_and_corrupt_files(tmp_path, capsys):
+    res, gt = _make_folders(tmp_path)
+    save_image_atomic(str(res / "extra.png"), _rand_image(0, 16, 16))
+    with pytest.raises(InputError, match="extra.png"):
+        evaluate.evaluate(str(res), str(gt), progress=False)
+    assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--no_progress"]) == 2
+    (res / "extra.png").unlink()
+    (gt / "2.png").write_bytes(b"not a png")
+    code = evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--no_progress",
+                          "--output", str(tmp_path / "m.json")])
+    assert code == 1
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert set(report["per_image"]) == {"0", "1"}
+    assert any("2.png" in f for f in report["failures"])
+    assert "2.png" in capsys.readouterr().err
+
+
+def test_identical_folders_store_infinite_psnr_as_null(tmp_path):
+    res, _ = _make_folders(tmp_path, n=2)
+    out = tmp_path / "m.json"
+    assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(res), "--output", str(out),
+                          "--no_progress"]) == 0
+    report = json.loads(out.read_text())  # strict JSON: no Infinity literal
+    assert report["mean"]["psnr"] is None and report["mean"]["psnr_infinite"] == 2
+    assert report["per_image"]["0"]["psnr"] is None
+
+
+# ---------------------------------------------------------------- FID plumbing
+def test_missing_inception_weights_give_instructions(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError) as e:
+        metrics.build_fid_inception()
+    msg = str(e.value)
+    assert metrics.FID_WEIGHTS_URL in msg and "--inception_path" in msg and "never downloads" in msg
+    with pytest.raises(CheckpointError, match="nowhere.pth"):
+        metrics.build_fid_inception(str(tmp_path / "nowhere.pth"))
+
+
+def test_wrong_inception_weights_file_is_checkpoint_error(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not the FID Inception weights"):
+        metrics.build_fid_inception(str(bad))
+
+
+def test_fid_from_activations_low_rank_form_equals_covariance_form():
+    rng = np.random.default_rng(11)
+    for n1, n2, d in [(5, 7, 20), (30, 25, 12)]:  # N < D (nuclear-norm form) and N > D (eigh form)
+        x1 = rng.normal(size=(n1, d))
+        x2 = rng.normal(loc=0.3, scale=1.5, size=(n2, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+        mu1, s1 = metrics.activation_statistics(x1)
+        mu2, s2 = metrics.activation_statistics(x2)
+        expected = metrics.frechet_distance(mu1, s1, mu2, s2)
+        assert metrics.fid_from_activations(x1, x2) == pytest.approx(expected, rel=1e-7)
+        assert metrics.fid_from_activations(x1, x1) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(InputError, match="at least 2"):
+        metrics.fid_from_activations(x1[:1], x2)
+
+
+def test_fid_inception_loads_local_weights_and_random_weights_are_explicit(tmp_path):
+    torch.manual_seed(0)
+    random_model = metrics.build_fid_inception(random_weights=True)
+    assert not random_model.training
+    # weights saved from a skeleton load back, unchanged, through the local-file path
+    skeleton = metrics._fid_inception_skeleton()
+    path = tmp_path / metrics.FID_WEIGHTS_NAME
+    torch.save(skeleton.state_dict(), path)
+    model = metrics.build_fid_inception(str(path))
+    assert torch.equal(model.blocks[0][0].conv.weight, skeleton.Conv2d_1a_3x3.conv.weight)
+    assert torch.equal(model.blocks[3][2].branch1x1.conv.weight, skeleton.Mixed_7c.branch1x1.conv.weight)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in random_model.parameters())
+
+
+def test_evaluate_cli_fid_plumbing_with_random_inception(tmp_path):
+    # random weights give meaningless FID values; this only exercises the pipeline
+    torch.manual_seed(0)
+    res, gt = _make_folders(tmp_path, n=2)
+    out = tmp_path / "m.json"
+    assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--output", str(out),
+                          "--no_progress", "--fid", "--fid_random_weights", "--batch_size", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert math.isfinite(report["mean"]["fid"]) and report["mean"]["fid"] >= 0
+    assert "RANDOM" in report["settings"]["fid_weights"]

@@ -1,0 +1,357 @@
+"""Evaluation metrics: reconstruction (SSIM, PSNR, RMSE) and FID.
+
+Reconstruction metrics
+----------------------
+Both images are ``(H, W, 3)`` uint8 RGB arrays, converted to float64 in
+[0, 1] before any metric, so ``data_range = 1``:
+
+* ``rmse = sqrt(mean((a - b)^2))`` over all pixels and the three channels
+  (on the [0, 1] scale, as in SEAN's Table 1 where RMSE is about 0.12);
+* ``psnr = 10 * log10(1 / mse)`` in dB; identical images give ``inf``;
+* ``ssim`` is :func:`skimage.metrics.structural_similarity` on the RGB image
+  (``channel_axis=2``: SSIM per channel, then the mean over channels) with
+  scikit-image's defaults: a 7x7 uniform window and sample covariance.
+  ``gray=True`` instead converts both images to luminance first
+  (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
+
+Images must have the same size; :func:`reconstruction_metrics` raises
+:class:`util.errors.InputError` otherwise. :func:`load_pair` resizes them
+beforehand (see there).
+
+FID
+---
+Fréchet Inception distance through the ``pytorch-fid`` package: its
+``InceptionV3`` (the TensorFlow FID Inception, pool3 features, 2048-D) and
+the Fréchet distance of its formula (computed here with symmetric
+eigendecompositions, see :func:`frechet_distance`). The weights file
+``pt_inception-2015-12-05-6726825d.pth`` is read from a local path or from
+torch's hub cache; it is never downloaded, and random weights are only used
+when explicitly requested (for tests of the plumbing).
+"""
+import math
+import os
+import unittest.mock
+
+import numpy as np
+from PIL import Image
+
+from data.image_io import read_rgb
+from util.errors import CheckpointError, InputError
+
+FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   + FID_WEIGHTS_NAME)
+INCEPTION_SIZE = 299
+FID_DIMS = 2048
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstruction metrics
+# --------------------------------------------------------------------------------------------
+def to_unit_float(image):
+    """Convert an ``(H, W, 3)`` uint8 image to float64 in [0, 1] (float input is checked, not scaled)."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    if np.issubdtype(image.dtype, np.floating):
+        if image.size and (image.min() < 0.0 or image.max() > 1.0):
+            raise InputError(f"float image values must lie in [0, 1]; got [{image.min()}, {image.max()}]")
+        return image.astype(np.float64)
+    raise InputError(f"unsupported image dtype {image.dtype}; expected uint8 or float in [0, 1]")
+
+
+def to_gray(image):
+    """Luminance ``0.299 R + 0.587 G + 0.114 B`` of an ``(H, W, 3)`` float image -> ``(H, W)``."""
+    return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
+
+
+def rmse(a, b):
+    """Root mean squared error of two same-shape images on the [0, 1] scale (a float >= 0)."""
+    a, b = to_unit_float(a), to_unit_float(b)
+    _check_same_shape(a, b)
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def psnr(a, b):
+    """Peak signal-to-noise ratio in dB with peak 1 ([0, 1] scale); ``inf`` for identical images."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a, b = to_unit_float(a), to_unit_float(b)
+    _check_same_shape(a, b)
+    if np.array_equal(a, b):
+        return math.inf
+    return float(peak_signal_noise_ratio(a, b, data_range=1.0))
+
+
+def ssim(a, b, gray=False):
+    """Structural similarity (scikit-image defaults, ``data_range=1``) of two same-shape images.
+
+    ``a`` and ``b`` are ``(H, W, 3)`` uint8 (or float in [0, 1]) RGB images,
+    each side at least 7 pixels. RGB: mean of the per-channel SSIM; ``gray``:
+    SSIM of the luminance images. Returns a float in [-1, 1].
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = to_unit_float(a), to_unit_float(b)
+    _check_same_shape(a, b)
+    if min(a.shape[:2]) < 7:
+        raise InputError(f"SSIM needs images of at least 7x7 pixels; got {a.shape[1]}x{a.shape[0]}")
+    if gray:
+        return float(structural_similarity(to_gray(a), to_gray(b), data_range=1.0))
+    return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
+
+
+def reconstruction_metrics(result, target, gray_ssim=False):
+    """SSIM, PSNR (dB) and RMSE of a generated ``result`` against its ``target``.
+
+    Both are ``(H, W, 3)`` uint8 RGB arrays of the same size. Returns
+    ``{"ssim": float, "psnr": float (inf when identical), "rmse": float}``.
+    """
+    return {"ssim": ssim(result, target, gray=gray_ssim), "psnr": psnr(result, target),
+            "rmse": rmse(result, target)}
+
+
+def _check_same_shape(a, b):
+    if a.shape != b.shape:
+        raise InputError(f"images differ in shape: {a.shape} vs {b.shape}; resize them first")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InputError(f"expected (H, W, 3) RGB images, got shape {a.shape}")
+
+
+def resize_rgb(image, size_wh):
+    """Bicubic resize (PIL) of an ``(H, W, 3)`` uint8 image to ``size_wh = (width, height)``."""
+    if tuple(image.shape[1::-1]) == tuple(size_wh):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size_wh), Image.BICUBIC))
+
+
+def load_pair(result_path, target_path, size=None):
+    """Read a result and its ground truth as uint8 RGB arrays at a common size.
+
+    ``size`` (int): both are resized to ``size x size`` (bicubic). Otherwise,
+    when the sizes differ, the ground truth is resized (bicubic) to the size of
+    the result. Returns ``(result, target, resized)`` where ``resized`` tells
+    whether the ground truth had to be resized to match.
+    """
+    result = read_rgb(result_path)
+    target = read_rgb(target_path)
+    if size is not None:
+        result = resize_rgb(result, (size, size))
+        target = resize_rgb(target, (size, size))
+        return result, target, False
+    resized = result.shape != target.shape
+    if resized:
+        target = resize_rgb(target, result.shape[1::-1])
+    return result, target, resized
+
+
+def summarise(per_image):
+    """Means over a list of per-image metric dicts.
+
+    Returns ``{"ssim": mean, "psnr": mean of the finite values, "rmse": mean,
+    "count": n, "psnr_infinite": number of identical pairs}``. A PSNR of
+    ``inf`` (identical images) is left out of the PSNR mean and counted instead;
+    the PSNR mean is ``None`` when every pair is identical.
+    """
+    if not per_image:
+        raise InputError("no image pairs to summarise")
+    psnrs = [m["psnr"] for m in per_image]
+    finite = [p for p in psnrs if math.isfinite(p)]
+    return {
+        "ssim": float(np.mean([m["ssim"] for m in per_image])),
+        "psnr": float(np.mean(finite)) if finite else None,
+        "rmse": float(np.mean([m["rmse"] for m in per_image])),
+        "count": len(per_image),
+        "psnr_infinite": len(psnrs) - len(finite),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# FID
+# --------------------------------------------------------------------------------------------
+def default_inception_path():
+    """Where torch's hub cache keeps the FID Inception weights (``<hub>/checkpoints/<name>``)."""
+    import torch
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints", FID_WEIGHTS_NAME)
+
+
+def _missing_weights_message(searched):
+    return (
+        "FID needs the Inception weights file " + FID_WEIGHTS_NAME + ", which was not found "
+        f"(looked in: {', '.join(searched)}). This project never downloads weights. "
+        "On a machine with internet access, download\n  " + FID_WEIGHTS_URL + "\n"
+        f"and either pass its path with --inception_path or copy it to {default_inception_path()}."
+    )
+
+
+def resolve_inception_path(path=None):
+    """Return an existing weights path: ``path`` when given, else torch's hub cache.
+
+    Raises :class:`CheckpointError` with instructions when no file is found.
+    """
+    if path is not None:
+        if not os.path.isfile(path):
+            raise CheckpointError(_missing_weights_message([os.fspath(path)]))
+        return os.fspath(path)
+    cached = default_inception_path()
+    if os.path.isfile(cached):
+        return cached
+    raise CheckpointError(_missing_weights_message([cached]))
+
+
+def _fid_inception_skeleton():
+    """The FID Inception architecture of pytorch-fid (TF-ported blocks), with untrained weights."""
+    import torchvision
+    from pytorch_fid import inception as pfi
+
+    net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None,
+                                          init_weights=False)
+    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
+    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+    return net
+
+
+def build_fid_inception(weights_path=None, random_weights=False, device="cpu"):
+    """pytorch-fid's ``InceptionV3`` (pool3, 2048-D) with weights from a local file, in eval mode.
+
+    ``weights_path``: the ``pt_inception-2015-12-05-6726825d.pth`` file; when
+    None, torch's hub cache is searched. Missing or mismatched weights raise
+    :class:`CheckpointError`. ``random_weights=True`` builds the network with
+    untrained weights instead; such a network gives meaningless FID values and
+    exists only to test the plumbing.
+    """
+    import torch
+    from pytorch_fid import inception as pfi
+
+    skeleton = _fid_inception_skeleton()
+    if not random_weights:
+        path = resolve_inception_path(weights_path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError) as e:
+            raise CheckpointError(f"{path}: unreadable Inception weights file ({e})") from e
+        try:
+            skeleton.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{path}: not the FID Inception weights ({e})") from e
+    # pytorch-fid's InceptionV3 builds its trunk with fid_inception_v3(), which downloads;
+    # hand it the locally loaded network instead so that nothing is ever fetched.
+    with unittest.mock.patch.object(pfi, "fid_inception_v3", lambda: skeleton):
+        model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]])
+    return model.eval().to(device)
+
+
+def inception_activations(paths, model, batch_size=16, device="cpu", progress=True):
+    """Pool3 activations ``(N, 2048)`` float64 of the images at ``paths``.
+
+    Each image is read as RGB in [0, 1] and resized bilinearly to 299x299 (what
+    pytorch-fid's model does itself), so images of any size can share a batch.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    out = np.empty((len(paths), FID_DIMS), dtype=np.float64)
+    starts = range(0, len(paths), batch_size)
+    for start in tqdm(starts, desc="inception", disable=not progress, unit="batch"):
+        tensors = []
+        for p in paths[start:start + batch_size]:
+            x = torch.from_numpy(read_rgb(p).copy()).permute(2, 0, 1).float().div_(255.0)
+            x = F.interpolate(x[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                              align_corners=False)
+            tensors.append(x)
+        batch = torch.cat(tensors).to(device)
+        with torch.no_grad():
+            feats = model(batch)[0]
+        out[start:start + len(tensors)] = feats.reshape(len(tensors), -1).cpu().double().numpy()
+    return out
+
+
+def activation_statistics(activations):
+    """Mean ``(D,)`` and covariance ``(D, D)`` (``np.cov``, rows are samples) of ``(N, D)`` activations."""
+    activations = np.asarray(activations, dtype=np.float64)
+    if activations.ndim != 2 or activations.shape[0] < 2:
+        raise InputError(f"FID needs at least 2 images; got activations of shape {activations.shape}")
+    return activations.mean(axis=0), np.cov(activations, rowvar=False)
+
+
+def _psd_sqrt(matrix):
+    """Symmetric square root of a symmetric positive semi-definite matrix (eigenvalues clipped at 0)."""
+    w, v = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))``;
+    the means are ``(D,)`` and the covariances symmetric PSD ``(D, D)``.
+
+    ``Tr((S1 S2)^(1/2))`` is computed as ``Tr((R S2 R)^(1/2))`` with
+    ``R = S1^(1/2)``: ``S1 S2`` and the symmetric PSD ``R S2 R`` are similar,
+    so they share eigenvalues, and the latter needs only two symmetric
+    eigendecompositions (no complex parts, no singular-matrix fallback). It
+    gives the same value as pytorch-fid's ``calculate_frechet_distance`` (which
+    uses ``scipy.linalg.sqrtm``) but is about 7x faster for D = 2048 and works
+    with SciPy versions where ``sqrtm(..., disp=False)`` no longer returns a pair.
+    Returns a float.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise InputError(f"inconsistent Gaussian statistics: means {mu1.shape}, {mu2.shape}; "
+                         f"covariances {sigma1.shape}, {sigma2.shape}")
+    root1 = _psd_sqrt(sigma1)
+    middle = root1 @ sigma2 @ root1
+    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
+    tr_covmean = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+def fid_from_activations(acts1, acts2):
+    """FID between two sets of activations ``(N1, D)`` and ``(N2, D)``, each with N >= 2.
+
+    Writing the covariances as ``S1 = A^T A`` and ``S2 = B^T B`` with
+    ``A = (X1 - mean) / sqrt(N1 - 1)`` (likewise B), the non-zero eigenvalues
+    of ``S1 S2`` are the squared singular values of ``A B^T`` (N1 x N2), so
+    ``Tr((S1 S2)^(1/2))`` is the nuclear norm of ``A B^T``. This exact identity
+    replaces two D x D eigendecompositions by one N1 x N2 SVD when the sets
+    are smaller than D (2048); larger sets use :func:`frechet_distance` on the
+    covariances.
+    """
+    x1 = np.asarray(acts1, dtype=np.float64)
+    x2 = np.asarray(acts2, dtype=np.float64)
+    for x in (x1, x2):
+        if x.ndim != 2 or x.shape[0] < 2:
+            raise InputError(f"FID needs at least 2 images per set; got activations of shape {x.shape}")
+    if x1.shape[1] != x2.shape[1]:
+        raise InputError(f"activation sizes differ: {x1.shape[1]} vs {x2.shape[1]}")
+    n1, n2, d = x1.shape[0], x2.shape[0], x1.shape[1]
+    if max(n1, n2) > d:
+        mu1, s1 = activation_statistics(x1)
+        mu2, s2 = activation_statistics(x2)
+        return frechet_distance(mu1, s1, mu2, s2)
+    mu1, mu2 = x1.mean(axis=0), x2.mean(axis=0)
+    a = (x1 - mu1) / np.sqrt(n1 - 1)
+    b = (x2 - mu2) / np.sqrt(n2 - 1)
+    tr_covmean = float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + np.sum(a * a) + np.sum(b * b) - 2.0 * tr_covmean)
+
+
+def fid_from_paths(result_paths, target_paths, model, batch_size=16, device="cpu", progress=True):
+    """FID between two image sets (lists of paths, each at least 2 images) using ``model``."""
+    acts1 = inception_activations(result_paths, model, batch_size, device, progress)
+    acts2 = inception_activations(target_paths, model, batch_size, device, progress)
+    return fid_from_activations(acts1, acts2)
