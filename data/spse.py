@@ -1,0 +1,286 @@
+"""SPSE: superpixel-based style encoding for one image (SPEC section 1).
+
+For each semantic class the pixels of the class are clustered into
+superpixels with mask-restricted SLIC (``skimage.segmentation.slic`` with
+``mask=``), the mean RGB colour of each superpixel is taken, and the three
+per-channel sequences are resampled into one 512-long style code.
+
+Public API
+----------
+``extract_style_codes(image, label, label_nc, size=512, n_segments=128, compactness=10)``
+    ``(label_nc, 512)`` float32 codes, about [0, 1] (cubic spline overshoot aside).
+``superpixel_means(image, label, class_index, n_segments, compactness)``
+    ``(3, K)`` mean RGB of the K superpixels of one class.
+``code_from_means(means)``
+    the resampling rule: ``(3, K)`` -> ``(512,)``.
+``resample(values, n)`` / ``resampling_matrix(k, n)``
+    the interpolation rule used by the resampling.
+
+Fast path (see docs/spse.md): each class is cropped to its bounding box
+before SLIC. SLIC only looks at masked pixels and seeds from mask
+coordinates, so the crop runs the same algorithm, but scikit-image's compiled
+SLIC loop is not bit-reproducible across array shapes (even a crop that keeps
+the origin, with identical seeds and step, moves a few near-tie pixels), so a
+few classes per image get a slightly different code than a full-image run.
+The result is deterministic for a given input. The means are ``np.bincount``
+sums and the spline resampling is a cached ``(n, K)`` matrix applied to all
+channels at once (equal to scipy's spline to about 1e-12).
+"""
+import functools
+import warnings
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from scipy.interpolate import make_interp_spline
+from skimage.segmentation import slic
+
+from util.errors import InputError
+
+STYLE_DIM = 512          # length of one style code
+CHANNEL_DIM = 128        # per-channel length before concatenation
+DONTCARE_VALUE = 255     # label value ignored by the extractor (belongs to no class)
+
+
+# ----------------------------------------------------------------------------
+# Resampling rule
+# ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=128)
+def resampling_matrix(k, n):
+    """Return the ``(n, k)`` float64 matrix ``M`` such that ``M @ y`` resamples ``y``.
+
+    ``y`` holds ``k`` samples placed evenly on ``[0, n-1]`` (positions
+    ``i * (n-1) / (k-1)``); the result is the interpolant evaluated at the
+    integers ``0 .. n-1``. The interpolant is
+
+    * ``k >= 4``: the interpolating cubic spline with not-a-knot end
+      conditions (identical to ``scipy.interpolate.InterpolatedUnivariateSpline``
+      with ``k=3``, which the release used);
+    * ``k = 2, 3``: piecewise linear (a cubic spline needs at least 4 points);
+    * ``k = 1``: the constant.
+
+    Works for ``n < k`` as well (down-sampling by evaluating the same
+    interpolant at ``n`` points). The returned array is read-only and cached.
+    """
+    k, n = int(k), int(n)
+    if k < 1 or n < 1:
+        raise ValueError(f"resampling needs k >= 1 and n >= 1, got k={k}, n={n}")
+    if k == 1:
+        m = np.ones((n, 1))
+    elif n == 1:
+        m = np.zeros((1, k))
+        m[0, 0] = 1.0  # the single target position 0 is the first sample
+    elif k == n:
+        m = np.eye(n)
+    else:
+        x = np.arange(k) * ((n - 1) / (k - 1))
+        x[-1] = n - 1  # guard against rounding at the right end
+        t = np.arange(n, dtype=np.float64)
+        if k >= 4:
+            m = make_interp_spline(x, np.eye(k), k=3)(t)
+        else:
+            m = np.empty((n, k))
+            for i in range(k):
+                m[:, i] = np.interp(t, x, np.eye(k)[i])
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    m.setflags(write=False)
+    return m
+
+
+def resample(values, n):
+    """Resample ``values`` of shape ``(..., k)`` to ``(..., n)`` along the last axis.
+
+    See :func:`resampling_matrix` for the rule (cubic not-a-knot spline for
+    ``k >= 4``, linear for ``k = 2, 3``, constant for ``k = 1``). Returns float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[-1] < 1:
+        raise ValueError("cannot resample an empty sequence")
+    # einsum's own loop (no BLAS): stays single-threaded inside pool workers.
+    return np.einsum("...k,nk->...n", values, resampling_matrix(values.shape[-1], n))
+
+
+def code_from_means(means):
+    """Turn the ``(3, K)`` superpixel mean colours of one class into a ``(512,)`` code.
+
+    The rule (SPEC section 1, with the release's failure cases defined):
+
+    1. Per channel: ``3 <= K < 128`` -> resample each channel to 128
+       (``K = 3`` linearly, ``K >= 4`` with the cubic spline); ``K = 1`` ->
+       repeat the single value 128 times; ``K = 2`` and ``K >= 128`` -> keep
+       the ``K`` values (as the release did).
+    2. Concatenate ``[R, G, B]`` (length ``L = 3K'``).
+    3. If ``L != 512`` resample to 512 with :func:`resample` (``L < 512`` is
+       the release's up-sampling; ``L > 512``, i.e. ``K >= 171``, is down-sampled
+       with the same spline instead of leaving a code of the wrong length).
+
+    Returns float64 ``(512,)``, all finite for finite input.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or means.shape[0] != 3 or means.shape[1] < 1:
+        raise ValueError(f"means must have shape (3, K) with K >= 1, got {means.shape}")
+    k = means.shape[1]
+    if k == 1 or 3 <= k < CHANNEL_DIM:
+        means = resample(means, CHANNEL_DIM)
+    flat = means.reshape(-1)
+    if flat.shape[0] != STYLE_DIM:
+        flat = resample(flat, STYLE_DIM)
+    return flat
+
+
+# ----------------------------------------------------------------------------
+# Image preparation
+# ----------------------------------------------------------------------------
+def resize_image(image, size):
+    """Resize an ``(H, W, 3)`` uint8 RGB image to ``(size, size, 3)`` float32 in [0, 1].
+
+    Uses PIL's bicubic filter (antialiased when shrinking), as the data
+    loader does for images.
+    """
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+    return image.astype(np.float32) / np.float32(255.0)
+
+
+def resize_label(label, size):
+    """Nearest-neighbour resize of an ``(H, W)`` label map to ``(size, size)`` int32.
+
+    Output pixel ``i`` samples input ``floor((i + 0.5) * H / size)``, the
+    pixel-centre rule of PIL's ``NEAREST`` filter.
+    """
+    label = np.asarray(label)
+    h, w = label.shape
+    if (h, w) != (size, size):
+        rows = np.minimum(((np.arange(size) + 0.5) * (h / size)).astype(np.int64), h - 1)
+        cols = np.minimum(((np.arange(size) + 0.5) * (w / size)).astype(np.int64), w - 1)
+        label = label[rows[:, None], cols[None, :]]
+    return label.astype(np.int32)
+
+
+def _check_inputs(image, label, label_nc):
+    image = np.asarray(image)
+    label = np.asarray(label)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
+    if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
+        raise InputError(f"label map must be an (H, W) integer array, got shape {label.shape} dtype {label.dtype}")
+    if min(image.shape[:2]) < 1 or min(label.shape) < 1:
+        raise InputError("image and label map must not be empty")
+    if label_nc < 1:
+        raise InputError(f"label_nc must be >= 1, got {label_nc}")
+    if label.size and label.min() < 0:
+        raise InputError(f"label map holds negative value {int(label.min())}")
+    values = np.unique(label)
+    bad = values[(values >= label_nc) & (values != DONTCARE_VALUE)]
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:10])
+        raise InputError(f"label values {shown} are out of range for label_nc={label_nc}")
+    return image, label
+
+
+# ----------------------------------------------------------------------------
+# Superpixels and codes
+# ----------------------------------------------------------------------------
+def _slic_labels(rgb, mask, n_segments, compactness):
+    """Mask-restricted SLIC labels (0 = outside the mask or unassigned, superpixels from 1)."""
+    with warnings.catch_warnings():
+        # k-means seeding may report empty clusters on tiny masks; the result is still defined.
+        warnings.filterwarnings("ignore", message="One of the clusters is empty")
+        return slic(rgb, n_segments=n_segments, compactness=compactness, mask=mask,
+                    enforce_connectivity=False, start_label=1, channel_axis=-1)
+
+
+def _means_from_segments(rgb, segments, mask):
+    """``(3, K)`` mean RGB per superpixel label present in ``mask``, labels ascending."""
+    seg = segments[mask]
+    counts = np.bincount(seg)
+    present = np.flatnonzero(counts)
+    pix = rgb[mask]  # (N, 3)
+    sums = np.stack([np.bincount(seg, weights=pix[:, c], minlength=counts.size) for c in range(3)])
+    return sums[:, present] / counts[present]
+
+
+def _class_means(rgb, label, j, box, n_segments, compactness):
+    crop_label = label[box]
+    mask = crop_label == j
+    crop_rgb = rgb[box]
+    segments = _slic_labels(crop_rgb, mask, n_segments, compactness)
+    return _means_from_segments(crop_rgb, segments, mask)
+
+
+def superpixel_means(image, label, class_index, n_segments=128, compactness=10, crop=True):
+    """Mean RGB of the superpixels of one class.
+
+    ``image``: ``(H, W, 3)`` float32 RGB in [0, 1]; ``label``: ``(H, W)`` ints of
+    the same size. Returns ``(3, K)`` float64 (superpixel labels ascending,
+    including SLIC's label 0 for masked pixels that no seed reached, as the
+    release did), or ``None`` when the class has no pixel. ``crop=False``
+    runs SLIC on the full image (the literal reference for the crop).
+    """
+    mask = label == class_index
+    if not mask.any():
+        return None
+    if crop:
+        box = ndimage.find_objects(mask.astype(np.int8))[0]
+    else:
+        box = (slice(None), slice(None))
+    return _class_means(image, label, class_index, box, n_segments, compactness)
+
+
+def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compactness=10):
+    """Compute the SPSE style codes of one image.
+
+    Parameters
+    ----------
+    image : ``(H, W, 3)`` uint8 RGB array.
+    label : ``(H', W')`` integer array of class indices in ``[0, label_nc)``;
+        255 means "don't care" and belongs to no class. The sizes of image and
+        label may differ: both are resized to ``size x size`` (image bicubic,
+        label nearest) before extraction.
+    label_nc : number of classes.
+    size, n_segments, compactness : SPEC defaults 512, 128, 10.
+
+    Returns
+    -------
+    ``(label_nc, 512)`` float32 array: row ``j`` is the code of class ``j``
+    (mean superpixel RGB values in [0, 1], resampled by :func:`code_from_means`;
+    the cubic spline may overshoot slightly), zeros for an absent class.
+
+    Raises :class:`InputError` on malformed arrays or out-of-range labels.
+    """
+    return extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness)[0]
+
+
+def extract_style_codes_and_presence(image, label, label_nc, size=512, n_segments=128, compactness=10,
+                                     crop=True):
+    """Like :func:`extract_style_codes`, also returning which classes are present.
+
+    ``crop=False`` runs SLIC on the full ``size x size`` image for every class
+    instead of the class's bounding box (slower; used to measure the effect
+    of the crop, see docs/spse.md).
+
+    Returns ``(codes, present)``: codes ``(label_nc, 512)`` float32 and
+    ``present`` a ``(label_nc,)`` bool array (class has at least one pixel
+    after resizing the label map to ``size x size``). A present class can
+    still have an all-zero code (a black region), so absence is read from
+    ``present``, never from the codes.
+    """
+    label_nc = int(label_nc)
+    image, label = _check_inputs(image, label, label_nc)
+    if size < 1:
+        raise InputError(f"size must be >= 1, got {size}")
+    rgb = resize_image(image, size)
+    lab = resize_label(label, size)
+    codes = np.zeros((label_nc, STYLE_DIM), dtype=np.float32)
+    present = np.zeros(label_nc, dtype=bool)
+    # One pass over the label map gives the bounding box of every class (value j -> object j+1).
+    boxes = ndimage.find_objects(lab + 1, max_label=label_nc)
+    for j, box in enumerate(boxes):
+        if box is None:
+            continue
+        present[j] = True
+        if not crop:
+            box = (slice(None), slice(None))
+        means = _class_means(rgb, lab, j, box, n_segments, compactness)
+        codes[j] = code_from_means(means)
+    return codes, present
