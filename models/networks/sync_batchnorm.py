@@ -9,8 +9,10 @@
   world size 1): exactly ``F.batch_norm`` with batch statistics.
 * Training mode with ``torch.distributed`` initialised and world size > 1: the
   per-channel sum, sum of squares and element count are all-reduced over the
-  default process group with the autograd-aware
-  ``torch.distributed.nn.functional.all_reduce``, so the forward pass uses the
+  default process group with an autograd-aware all-reduce (:class:`AllReduceSum`,
+  the same rule as ``torch.distributed.nn.functional.all_reduce``, which torch
+  2.14 deprecates: the gradient of a sum all-reduce is the sum all-reduce of
+  the gradients), so the forward pass uses the
   global batch statistics and the backward pass sends the matching gradient
   contributions to every rank. This works with the CPU ``gloo`` backend as well
   as NCCL (``torch.nn.SyncBatchNorm`` supports CUDA only).
@@ -29,6 +31,29 @@ def distributed_world_size():
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+class AllReduceSum(torch.autograd.Function):
+    """Differentiable sum all-reduce over the default process group (synchronous).
+
+    forward: every rank gets Σ_ranks x; backward: every rank gets Σ_ranks grad.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
 
 
 class SyncBatchNorm2d(nn.Module):
@@ -77,12 +102,10 @@ class SyncBatchNorm2d(nn.Module):
         return self._forward_distributed(x)
 
     def _forward_distributed(self, x):
-        from torch.distributed.nn.functional import all_reduce
-
         c = self.num_features
         local_count = x.new_full((1,), float(x.numel() // c))
         stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), local_count])
-        stats = all_reduce(stats)
+        stats = AllReduceSum.apply(stats)
         total_sum, total_sq, count = stats[:c], stats[c:2 * c], stats[2 * c]
         mean = total_sum / count
         var = (total_sq / count - mean * mean).clamp_min(0.0)
