@@ -1,0 +1,296 @@
+"""The SPSE dataset job: pair files, shard, resume, extract in a process pool, summarise.
+
+``extract_dataset(image_dir, label_dir, save_dir, label_nc, ...)`` writes one
+code file ``<save_dir>/<stem>.npy`` per image (see ``data/codes.py`` for the
+layouts) and returns a summary dict. One bad input never stops the batch: it
+is recorded with its file name and reason and the job goes on.
+
+Guarantees
+----------
+* Atomic writes: every code file is written to a temporary file in
+  ``save_dir`` and renamed over the destination (``data.codes.save_codes``),
+  so a run killed at any moment leaves either no file or a complete one.
+* Resume: without ``overwrite``, an existing file that loads as a valid code
+  file for ``label_nc`` classes is skipped; an invalid one (truncated, wrong
+  shape) is recomputed. Temporary files left by a killed run for the stems of
+  this shard are removed.
+* Sharding: all stems (images and labels) are naturally sorted; stem number
+  ``i`` belongs to shard ``i % num_shards``. Shards are disjoint and together
+  cover every stem, and each shard reports only the problems of its stems.
+"""
+import contextlib
+import glob
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+import multiprocessing
+
+import numpy as np
+from tqdm import tqdm
+
+from data.codes import LAYOUTS, is_valid_code_file, save_codes
+from data.image_io import list_files, natural_key, read_label, read_rgb, stem
+from data.spse import DONTCARE_VALUE, extract_style_codes_and_presence
+from util.errors import InputError, OptionError
+
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+
+
+def default_workers():
+    """Default pool size: the number of CPUs this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not available on every platform
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_options(label_nc, size, n_segments, compactness, workers, num_shards, shard_index, layout):
+    if int(label_nc) < 1:
+        raise OptionError(f"--label_nc must be >= 1, got {label_nc}")
+    if int(size) < 8:
+        raise OptionError(f"--size must be >= 8, got {size}")
+    if int(n_segments) < 1:
+        raise OptionError(f"--n_segments must be >= 1, got {n_segments}")
+    if not float(compactness) > 0:
+        raise OptionError(f"--compactness must be > 0, got {compactness}")
+    if workers is not None and int(workers) < 1:
+        raise OptionError(f"--workers must be >= 1, got {workers}")
+    if int(num_shards) < 1:
+        raise OptionError(f"--num_shards must be >= 1, got {num_shards}")
+    if not 0 <= int(shard_index) < int(num_shards):
+        raise OptionError(f"--shard_index must be in [0, {num_shards}), got {shard_index}")
+    if layout not in LAYOUTS:
+        raise OptionError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def plan_items(image_paths, label_paths):
+    """Pair images and labels by stem.
+
+    Returns a naturally sorted list of ``(stem, image_path, label_path, problem)``
+    with one entry per stem found in either list. ``problem`` is ``None`` for a
+    good pair, otherwise a message naming the file(s): image without label,
+    label without image, or several images/labels with the same stem.
+    """
+    images, labels = {}, {}
+    for table, paths in ((images, image_paths), (labels, label_paths)):
+        for p in paths:
+            table.setdefault(stem(p), []).append(p)
+    items = []
+    for s in sorted(set(images) | set(labels), key=natural_key):
+        imgs, lbls = images.get(s, []), labels.get(s, [])
+        problem = None
+        if len(imgs) > 1:
+            problem = f"{imgs[0]}: several images share the stem {s!r} ({', '.join(imgs)})"
+        elif len(lbls) > 1:
+            problem = f"{lbls[0]}: several label maps share the stem {s!r} ({', '.join(lbls)})"
+        elif not lbls:
+            problem = f"{imgs[0]}: no matching label file with stem {s!r}"
+        elif not imgs:
+            problem = f"{lbls[0]}: no matching image file with stem {s!r}"
+        items.append((s, imgs[0] if imgs else None, lbls[0] if lbls else None, problem))
+    return items
+
+
+def shard(items, num_shards, shard_index):
+    """Items ``i`` with ``i % num_shards == shard_index`` (disjoint, covering, deterministic)."""
+    return items[shard_index::num_shards]
+
+
+def _remove_stale_temporaries(save_dir, stems):
+    """Delete temporary files left by a killed run for these stems; return their paths."""
+    removed = []
+    for s in stems:
+        for tmp in glob.glob(os.path.join(glob.escape(save_dir), "." + glob.escape(s) + ".npy.*.tmp")):
+            os.remove(tmp)
+            removed.append(tmp)
+    return removed
+
+
+def process_one(image_path, label_path, out_path, label_nc, size, n_segments, compactness, layout, crop=True):
+    """Extract and save the codes of one image pair.
+
+    Returns a dict ``{"present": (label_nc,) bool list, "warnings": [str]}``.
+    Raises :class:`InputError` naming the file for bad input.
+    """
+    warnings_ = []
+    image = read_rgb(image_path)
+    label = read_label(label_path)
+    values = np.unique(label)
+    bad = values[(values >= label_nc) & (values != DONTCARE_VALUE)]
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:10])
+        raise InputError(f"{label_path}: label values {shown} are out of range for label_nc={label_nc} "
+                         f"(255 is allowed and ignored)")
+    if image.shape[:2] != label.shape:
+        warnings_.append(f"{image_path}: image is {image.shape[1]}x{image.shape[0]} but label "
+                         f"{label_path} is {label.shape[1]}x{label.shape[0]}; both were resized to "
+                         f"{size}x{size} (image bicubic, label nearest)")
+    try:
+        codes, present = extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness,
+                                                          crop=crop)
+    except InputError as e:
+        raise InputError(f"{image_path}: {e}") from e
+    save_codes(out_path, codes, layout)
+    return {"present": present.tolist(), "warnings": warnings_}
+
+
+def _worker_task(task):
+    """Pool entry point: run :func:`process_one` and turn an error into a failure message."""
+    stem_, image_path, label_path, out_path, params = task
+    try:
+        return stem_, process_one(image_path, label_path, out_path, **params), None
+    except InputError as e:
+        return stem_, None, str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch; reported below
+        return stem_, None, f"{image_path}: extraction failed ({type(e).__name__}: {e})"
+
+
+def _init_worker():
+    """Keep each worker process single-threaded so that --workers scales.
+
+    The variables take effect for libraries loaded after this point (spawned
+    workers load everything after :func:`_single_thread_env` set them). The
+    extraction itself needs no BLAS threads: SLIC is single-threaded and the
+    resampling uses ``np.einsum`` (no BLAS).
+    """
+    for name in _THREAD_ENV:
+        os.environ[name] = "1"
+
+
+@contextlib.contextmanager
+def _single_thread_env():
+    """Set the BLAS/OpenMP thread variables to 1 while worker processes are spawned."""
+    saved = {name: os.environ.get(name) for name in _THREAD_ENV}
+    for name in _THREAD_ENV:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_tasks(tasks, workers, progress):
+    """Yield ``(stem, result, error)`` for each task, in-process or in a spawn pool."""
+    bar = tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            for task in tasks:
+                out = _worker_task(task)
+                bar.update(1)
+                yield out
+            return
+        # fork (where available) starts workers without re-importing anything; the parent's
+        # imports (numpy, scipy, scikit-image and whatever the ``data`` package pulls in) are shared.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with _single_thread_env(), ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                                       initializer=_init_worker) as pool:
+            futures = {pool.submit(_worker_task, task): task for task in tasks}
+            for fut in as_completed(futures):
+                task = futures[fut]
+                try:
+                    out = fut.result()
+                except BrokenProcessPool as e:
+                    out = (task[0], None, f"{task[1]}: worker process died ({e})")
+                bar.update(1)
+                yield out
+    finally:
+        bar.close()
+
+
+def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_segments=128, compactness=10,
+                    workers=None, num_shards=1, shard_index=0, overwrite=False, layout="lean", progress=True,
+                    crop=True):
+    """Extract SPSE codes for every image/label pair of a dataset shard.
+
+    Parameters follow ``save_style_vector.py``; ``workers=None`` uses
+    :func:`default_workers`, ``workers=1`` runs in this process;
+    ``crop=False`` runs SLIC on the full image per class (the plain
+    scikit-image call, about 2x slower; see docs/spse.md).
+
+    Returns a summary dict:
+
+    * ``written``, ``skipped`` (valid file already there), ``failed`` (counts
+      of stems in this shard);
+    * ``absent_classes``: total number of (written image, class) pairs whose
+      class has no pixel; ``absent_per_class``: the same per class (list);
+    * ``failures``: messages naming the file and the reason, in stem order;
+    * ``warnings``: resolved problems (size mismatch, invalid file replaced,
+      stale temporary removed);
+    * ``total`` (stems in this shard), ``seconds``.
+
+    Raises :class:`OptionError` for bad options and :class:`InputError` when a
+    folder is missing or holds no usable file.
+    """
+    _check_options(label_nc, size, n_segments, compactness, workers, num_shards, shard_index, layout)
+    label_nc, num_shards, shard_index = int(label_nc), int(num_shards), int(shard_index)
+    workers = default_workers() if workers is None else int(workers)
+    save_dir = os.fspath(save_dir)
+    t0 = time.perf_counter()
+
+    items = shard(plan_items(list_files(image_dir), list_files(label_dir, extensions=LABEL_EXTENSIONS)),
+                  num_shards, shard_index)
+    os.makedirs(save_dir, exist_ok=True)
+    summary = {"written": 0, "skipped": 0, "failed": 0, "absent_classes": 0,
+               "absent_per_class": [0] * label_nc, "failures": [], "warnings": [], "total": len(items),
+               "seconds": 0.0}
+    failures = {}
+    summary["warnings"] += [f"{p}: removed temporary file left by an interrupted run"
+                            for p in _remove_stale_temporaries(save_dir, [it[0] for it in items])]
+
+    params = dict(label_nc=label_nc, size=int(size), n_segments=int(n_segments),
+                  compactness=float(compactness), layout=layout, crop=bool(crop))
+    tasks = []
+    for s, image_path, label_path, problem in items:
+        if problem is not None:
+            failures[s] = problem
+            continue
+        out_path = os.path.join(save_dir, s + ".npy")
+        if os.path.exists(out_path) and not overwrite:
+            if is_valid_code_file(out_path, label_nc):
+                summary["skipped"] += 1
+                continue
+            summary["warnings"].append(f"{out_path}: existing code file is invalid (truncated or wrong "
+                                       f"shape for label_nc={label_nc}); recomputing it")
+        tasks.append((s, image_path, label_path, out_path, params))
+
+    for s, result, error in _run_tasks(tasks, workers, progress):
+        if error is not None:
+            failures[s] = error
+            continue
+        summary["written"] += 1
+        summary["warnings"] += result["warnings"]
+        for j, present in enumerate(result["present"]):
+            if not present:
+                summary["absent_classes"] += 1
+                summary["absent_per_class"][j] += 1
+
+    order = {it[0]: i for i, it in enumerate(items)}
+    summary["failures"] = [failures[s] for s in sorted(failures, key=order.__getitem__)]
+    summary["failed"] = len(failures)
+    summary["seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def format_summary(summary, save_dir=None):
+    """Human-readable multi-line summary of :func:`extract_dataset`'s result."""
+    lines = []
+    for w in summary["warnings"]:
+        lines.append(f"warning: {w}")
+    for f in summary["failures"]:
+        lines.append(f"FAILED: {f}")
+    where = f" in {save_dir}" if save_dir else ""
+    lines.append(f"SPSE summary{where}: {summary['written']} written, {summary['skipped']} skipped, "
+                 f"{summary['failed']} failed, {summary['absent_classes']} classes absent "
+                 f"(of {summary['total']} stems, {summary['seconds']:.1f} s)")
+    missing = [f"{j}:{n}" for j, n in enumerate(summary["absent_per_class"]) if n]
+    if missing:
+        lines.append("absent per class (class:images): " + ", ".join(missing))
+    return "\n".join(lines)
