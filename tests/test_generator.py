@@ -41,3 +41,128 @@ def test_model_modes_and_loss_names():
     assert model.netG.fc.weight.grad is None  # D step never reaches G
     out = model(data, "inference")
     assert out.shape == (2, 3, 64, 64) and not out.requires_grad
+
+
+@pytest.mark.parametrize("mode,crop,aspect,expected", [
+    ("normal", 64, 1.0, (2, 2, 64, 64)),
+    ("more", 128, 2.0, (1, 2, 64, 128)),
+    ("most", 128, 1.0, (1, 1, 128, 128)),
+])
+def test_generator_layout_options(mode, crop, aspect, expected):
+    torch.manual_seed(0)
+    opt = default_opt(is_train=False, label_nc=2, ngf=2, crop_size=crop, aspect_ratio=aspect,
+                      num_upsampling_layers=mode)
+    g = SuperStyleNetGenerator(opt)
+    sh, sw = expected[:2]
+    assert (g.sh, g.sw) == (sh, sw)
+    assert hasattr(g, "up_4") == (mode == "most")
+    h = sh * crop // sw
+    seg = one_hot(torch.randint(0, 2, (2, h, crop)), 2)
+    out = g(seg, torch.randn(2, 2, 512))
+    assert out.shape == (2, 3) + expected[2:]
+
+
+def test_generator_structure_names_and_no_style_in_last_block():
+    opt = default_opt(is_train=False, label_nc=5, ngf=4, crop_size=32)
+    with torch.device("meta"):
+        g = SuperStyleNetGenerator(opt)
+    assert g.fc.weight.shape == (64, 5, 3, 3)
+    assert [n for n, _ in g.named_children()] == [
+        "fc", "head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "conv_img"]
+    assert g.head_0.ace_0.fc_mu.weight.shape == (5, 512, 512)
+    assert g.up_2.ace_0.conv_gamma.weight.shape == (16, 512, 3, 3)
+    assert not any("fc_mu" in n or "Gsas" in n for n, _ in g.up_3.named_parameters())
+    assert not g.head_0.learned_shortcut and g.up_0.learned_shortcut
+    assert g.up_0.conv_0.weight_orig.shape == (32, 64, 3, 3)
+    assert g.conv_img.weight.shape == (3, 4, 3, 3)
+
+
+def test_initialisation():
+    torch.manual_seed(0)
+    opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
+    g = SuperStyleNetGenerator(opt)
+    lin = g.head_0.ace_0.fc_mu
+    std = 0.02 * (2.0 / (512 + 512)) ** 0.5
+    for j in range(3):  # each class slice like its own xavier-initialised Linear
+        assert abs(lin.weight[j].std().item() / std - 1) < 0.02
+    assert torch.all(lin.bias == 0)
+    conv = g.head_0.ace_0.conv_gamma  # (32, 512, 3, 3): fans 512*9, 32*9
+    assert abs(conv.weight.std().item() / (0.02 * (2.0 / (512 * 9 + 32 * 9)) ** 0.5) - 1) < 0.03
+    sn = g.head_0.conv_0.weight_orig  # spectral-norm convs initialise weight_orig
+    assert abs(sn.std().item() / (0.02 * (2.0 / (32 * 9 * 2)) ** 0.5) - 1) < 0.05
+    for name, p in g.named_parameters():
+        if name.endswith("bias") or "noise_var" in name or "blending" in name:
+            assert torch.all(p == 0), name
+
+
+def test_dontcare_channel_and_label_errors():
+    torch.manual_seed(0)
+    opt = default_opt(label_nc=2, ngf=2, crop_size=32, contain_dontcare_label=True, no_vgg_loss=True)
+    model = SuperStyleNetModel(opt)
+    assert model.netG.label_nc == 3
+    data = make_batch(2, 2, 32, 32, dontcare=True)
+    data["label"][0, 0, 0, 0] = 2  # the don't-care channel, already mapped to label_nc
+    assert model(data, "inference").shape == (2, 3, 32, 32)
+
+    plain = SuperStyleNetModel(default_opt(label_nc=2, ngf=2, crop_size=32, no_vgg_loss=True))
+    bad = make_batch(2, 2, 32, 32)
+    bad["label"][1, 0, 3, 3] = 2
+    with pytest.raises(InputError, match=r"img0\.png.*\[0, 2\].*--contain_dontcare_label"):
+        plain(bad, "inference")
+    bad = make_batch(2, 2, 32, 32)
+    bad["codes"] = bad["codes"][:, :1]
+    with pytest.raises(InputError, match="codes"):
+        plain(bad, "generator")
+    with pytest.raises(OptionError, match="mode"):
+        plain(make_batch(2, 2, 32, 32), "train")
+    with pytest.raises(InputError, match="segmap"):
+        plain.netG(torch.zeros(1, 5, 32, 32), torch.zeros(1, 5, 512))
+
+
+def test_option_errors():
+    with pytest.raises(OptionError, match="crop_size 48"):
+        SuperStyleNetGenerator(default_opt(is_train=False, label_nc=2, ngf=2, crop_size=48))
+    with pytest.raises(OptionError, match="norm_G"):
+        SuperStyleNetGenerator(default_opt(is_train=False, label_nc=2, ngf=2, crop_size=32, norm_G="spectralinstance"))
+
+
+def test_options_are_registered_once_with_spade_defaults():
+    import argparse
+
+    from models import networks
+
+    parser = argparse.ArgumentParser()
+    parser = networks.modify_commandline_options(parser, True)
+    parser = SuperStyleNetModel.modify_commandline_options(parser, True)  # idempotent
+    opt = parser.parse_args([])
+    assert (opt.ngf, opt.num_upsampling_layers, opt.norm_G, opt.init_type, opt.init_variance) == (
+        64, "normal", "spectralspadesyncbatch3x3", "xavier", 0.02)
+    assert (opt.ndf, opt.num_D, opt.n_layers_D, opt.norm_D, opt.netD, opt.gan_mode) == (
+        64, 2, 3, "spectralinstance", "multiscale", "hinge")
+    assert (opt.lambda_feat, opt.lambda_vgg, opt.no_ganFeat_loss, opt.no_vgg_loss, opt.vgg_path) == (
+        10.0, 10.0, False, False, None)
+    test_parser = networks.modify_commandline_options(argparse.ArgumentParser(), False)
+    assert not any("--ndf" in a.option_strings for a in test_parser._actions)
+
+
+def test_eval_mode_is_deterministic_with_zero_noise_and_batch_independent():
+    torch.manual_seed(0)
+    opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
+    g = SuperStyleNetGenerator(opt).eval()
+    data = make_batch(2, 3, 32, 32)
+    seg = one_hot(data["label"][:, 0], 3)
+    with torch.no_grad():
+        both = g(seg, data["codes"])
+        first = g(seg[:1], data["codes"][:1])
+    torch.testing.assert_close(both[:1], first, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_model_runs_on_cuda_and_moves_the_batch():
+    torch.manual_seed(0)
+    model = SuperStyleNetModel(default_opt(label_nc=3, ngf=2, crop_size=32), vgg=load_vgg19(random_init=True))
+    model.to("cuda")
+    losses, fake = model(make_batch(2, 3, 32, 32), "generator")
+    assert fake.is_cuda and all(v.is_cuda for v in losses.values())
+    model.weighted_sum(losses).backward()
+    assert all(v.is_cuda for v in model(make_batch(2, 3, 32, 32), "discriminator").values())

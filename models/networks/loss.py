@@ -134,9 +134,9 @@ def load_vgg19(path=None, random_init=False):
         CheckpointError when the weights are missing or unreadable; the message
         says how to obtain them and mentions ``--no_vgg_loss``.
     """
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
-    net = vgg19(weights=None)
+    features = make_layers(cfgs["E"], batch_norm=False)  # VGG19's conv stack; the classifier is not needed
     if not random_init:
         path = path or default_vgg19_path()
         if not os.path.isfile(path):
@@ -150,11 +150,14 @@ def load_vgg19(path=None, random_init=False):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch.load raises many types for corrupt files
             raise CheckpointError(f"{path}: cannot read the VGG19 weights ({type(e).__name__}: {e})") from e
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict (got {type(state).__name__})")
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as e:
+            features.load_state_dict(feats, strict=True)
+        except RuntimeError as e:
             raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict ({e})") from e
-    return VGG19Features(net.features)
+    return VGG19Features(features)
 
 
 class VGGLoss(nn.Module):
