@@ -26,12 +26,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 
-import numpy as np
 from tqdm import tqdm
 
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
-from data.image_io import list_files, natural_key, read_label, read_rgb, stem
-from data.spse import DONTCARE_VALUE, extract_style_codes_and_presence
+from data.image_io import check_label_values, list_files, natural_key, read_label, read_rgb, stem
+from data.spse import extract_style_codes_and_presence
 from util.errors import InputError, OptionError
 
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -118,12 +117,7 @@ def process_one(image_path, label_path, out_path, label_nc, size, n_segments, co
     warnings_ = []
     image = read_rgb(image_path)
     label = read_label(label_path)
-    values = np.unique(label)
-    bad = values[(values >= label_nc) & (values != DONTCARE_VALUE)]
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:10])
-        raise InputError(f"{label_path}: label values {shown} are out of range for label_nc={label_nc} "
-                         f"(255 is allowed and ignored)")
+    check_label_values(label, label_nc, label_path, allow_dontcare=True)  # 255 is allowed and ignored
     if image.shape[:2] != label.shape:
         warnings_.append(f"{image_path}: image is {image.shape[1]}x{image.shape[0]} but label "
                          f"{label_path} is {label.shape[1]}x{label.shape[0]}; both were resized to "
@@ -132,7 +126,7 @@ def process_one(image_path, label_path, out_path, label_nc, size, n_segments, co
         codes, present = extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness,
                                                           crop=crop)
     except InputError as e:
-        raise InputError(f"{image_path}: {e}") from e
+        raise InputError(f"{image_path} (label {label_path}): {e}") from e
     save_codes(out_path, codes, layout)
     return {"present": present.tolist(), "warnings": warnings_}
 
@@ -177,22 +171,31 @@ def _single_thread_env():
 
 
 def _run_tasks(tasks, workers, progress):
-    """Yield ``(stem, result, error)`` for each task, in-process or in a spawn pool."""
-    bar = tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True)
-    try:
-        if workers == 1 or len(tasks) <= 1:
+    """Yield ``(stem, result, error)`` for each task, in this process or in a process pool.
+
+    On Linux the pool forks its workers, which then share the parent's imports
+    (no start-up cost); elsewhere it spawns them with the thread variables
+    set to 1. The progress bar (and its monitor thread) is created after the
+    workers are started, so no extra thread exists at fork time.
+    """
+    if workers == 1 or len(tasks) <= 1:
+        with tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True) as bar:
             for task in tasks:
                 out = _worker_task(task)
                 bar.update(1)
                 yield out
-            return
-        # fork (where available) starts workers without re-importing anything; the parent's
-        # imports (numpy, scipy, scikit-image and whatever the ``data`` package pulls in) are shared.
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with _single_thread_env(), ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                                       initializer=_init_worker) as pool:
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with _single_thread_env():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker)
+        try:
             futures = {pool.submit(_worker_task, task): task for task in tasks}
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    try:
+        with tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True) as bar:
             for fut in as_completed(futures):
                 task = futures[fut]
                 try:
@@ -202,7 +205,8 @@ def _run_tasks(tasks, workers, progress):
                 bar.update(1)
                 yield out
     finally:
-        bar.close()
+        # Interrupted (Ctrl-C, or the caller stopped iterating): drop the queued work.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_segments=128, compactness=10,

@@ -259,3 +259,25 @@ def test_cli_runs_as_a_script(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "1 written, 0 skipped, 1 failed" in proc.stdout
     assert load_codes(tmp_path / "c" / "x.npy", LABEL_NC).shape == (LABEL_NC, 512)
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="the patched function reaches the workers only through fork")
+def test_a_dying_worker_is_reported_not_raised(tmp_path, monkeypatch):
+    import data.spse_job as job
+
+    _dataset(tmp_path)
+    real = job.process_one
+
+    def dies_on_a2(image_path, *args, **kwargs):
+        if image_path.endswith("a2.png"):
+            os._exit(3)  # like a worker killed by the OOM killer
+        return real(image_path, *args, **kwargs)
+
+    monkeypatch.setattr(job, "process_one", dies_on_a2)
+    summary = _run(tmp_path, workers=2)
+    assert summary["failed"] >= 1 and summary["written"] + summary["failed"] == 4
+    assert any("a2.png: worker process died" in m for m in summary["failures"])
+    monkeypatch.undo()
+    again = _run(tmp_path, workers=1)  # the next run finishes the job
+    assert again["written"] + again["skipped"] == 4 and again["failed"] == 0

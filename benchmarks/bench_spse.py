@@ -1,0 +1,258 @@
+"""Benchmark SPSE extraction against the straightforward implementation.
+
+Images: colour photographs bundled with scikit-image (no download).
+Label maps (deterministic, 10-19 classes, computed from each photo):
+
+* ``regions`` (default, semantic-map-like): SLIC over-segmentation of the
+  photo into about 60 compact regions (n_segments=60, compactness=30), whose
+  mean colours are grouped into C classes by k-means (scipy ``kmeans2``,
+  seed 0, ``minit='++'``); C = 10 + (image index * 3) % 10. Each class is a
+  union of a few spatially coherent regions of similar colour.
+* ``quantised`` (worst case for the bounding-box crop): per-pixel k-means
+  colour quantisation into C classes; classes are scattered over the whole
+  image, so their bounding boxes are nearly the full image.
+
+Baseline (the straightforward way, run in this process on the same arrays):
+per class, ``slic`` on the full ``size x size`` RGB image with the class mask,
+a Python loop over superpixels with boolean masks for the means, and
+``scipy.interpolate.InterpolatedUnivariateSpline`` (k=3) resampling. It
+applies the same resampling rule as ours (including the linear/constant
+fallbacks for K < 4). Our pipeline with ``crop=False`` runs the identical
+algorithm, so the script asserts that its codes equal the baseline's (max abs
+difference < 1e-5), and it reports separately how many classes the
+bounding-box crop changes (near-tie pixels, see docs/spse.md).
+
+Ours: ``data.spse.extract_style_codes`` in-process, and the whole job
+``data.spse_job.extract_dataset`` (reading PNGs, writing .npy files) with
+``--workers 1`` and ``2`` (pool start-up included).
+
+Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|quantised] [--size 512]``
+"""
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from scipy.cluster.vq import kmeans2  # noqa: E402
+from scipy.interpolate import InterpolatedUnivariateSpline  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+from skimage.segmentation import slic  # noqa: E402
+
+from data.spse import (CHANNEL_DIM, STYLE_DIM, extract_style_codes, extract_style_codes_and_presence,  # noqa: E402
+                       resize_image, resize_label)  # noqa: E402
+from data.spse_job import extract_dataset  # noqa: E402
+from util.io import save_image_atomic  # noqa: E402
+
+PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina",
+          "immunohistochemistry"]
+
+
+# ----------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------
+def load_photo(name):
+    """A bundled scikit-image photo as ``(H, W, 3)`` uint8."""
+    img = getattr(skdata, name)()
+    if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
+        img = img[0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+
+
+def make_label(image, n_classes, kind):
+    """Deterministic ``(H, W)`` uint8 label map with ``n_classes`` classes (see module doc)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One of the clusters is empty")
+        return _make_label(image, n_classes, kind)
+
+
+def _make_label(image, n_classes, kind):
+    rgb = image.astype(np.float64) / 255.0
+    if kind == "regions":
+        regions = slic(rgb, n_segments=60, compactness=30, start_label=0, channel_axis=-1)
+        n = regions.max() + 1
+        counts = np.bincount(regions.ravel(), minlength=n)
+        means = np.stack([np.bincount(regions.ravel(), weights=rgb[..., c].ravel(), minlength=n)
+                          for c in range(3)], axis=1) / np.maximum(counts, 1)[:, None]
+        _, assign = kmeans2(means, n_classes, seed=0, minit="++")
+        label = assign[regions]
+    elif kind == "quantised":
+        pixels = rgb.reshape(-1, 3)
+        sample = pixels[:: max(1, pixels.shape[0] // 20000)]
+        centres, _ = kmeans2(sample, n_classes, seed=0, minit="++")
+        d = ((pixels[:, None, :] - centres[None]) ** 2).sum(-1)
+        label = d.argmin(1).reshape(image.shape[:2])
+    else:
+        raise ValueError(f"unknown label kind {kind!r}")
+    return label.astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# Baseline
+# ----------------------------------------------------------------------------
+def _baseline_resample(y, n):
+    y = np.asarray(y, dtype=np.float64)
+    k = len(y)
+    x = np.linspace(0, n - 1, k)
+    t = np.arange(n)
+    if k >= 4:
+        return InterpolatedUnivariateSpline(x, y, k=3)(t)
+    if k >= 2:
+        return np.interp(t, x, y)
+    return np.full(n, y[0])
+
+
+def baseline_codes(image, label, label_nc, size=512, n_segments=128, compactness=10, clock=None):
+    """The straightforward extractor (full-image SLIC per class, boolean-mask loop, scipy splines).
+
+    ``clock``: optional dict; CPU seconds spent in ``slic`` / ``means`` / ``splines`` are added to it.
+    """
+    clock = {} if clock is None else clock
+    rgb = resize_image(image, size)
+    lab = resize_label(label, size)
+    codes = np.zeros((label_nc, STYLE_DIM), dtype=np.float32)
+    for j in range(label_nc):
+        mask = lab == j
+        if not mask.any():
+            continue
+        c0 = time.process_time()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="One of the clusters is empty")
+            seg = slic(rgb, n_segments=n_segments, compactness=compactness, mask=mask,
+                       enforce_connectivity=False, start_label=1, channel_axis=-1)
+        c1 = time.process_time()
+        r, g, b = [], [], []
+        for k in np.unique(seg[mask]):
+            m = (seg == k) & mask
+            r.append(rgb[..., 0][m].mean())
+            g.append(rgb[..., 1][m].mean())
+            b.append(rgb[..., 2][m].mean())
+        c2 = time.process_time()
+        kk = len(r)
+        if kk == 1 or 3 <= kk < CHANNEL_DIM:
+            r, g, b = (_baseline_resample(v, CHANNEL_DIM) for v in (r, g, b))
+        flat = np.concatenate([r, g, b])
+        if len(flat) != STYLE_DIM:
+            flat = _baseline_resample(flat, STYLE_DIM)
+        codes[j] = flat
+        c3 = time.process_time()
+        for key, dt in (("slic", c1 - c0), ("means", c2 - c1), ("splines", c3 - c2)):
+            clock[key] = clock.get(key, 0.0) + dt
+    return codes
+
+
+# ----------------------------------------------------------------------------
+# Measurements
+# ----------------------------------------------------------------------------
+def _peak_traced(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 images instead of 8")
+    parser.add_argument("--labels", default="regions", choices=["regions", "quantised"])
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args(argv)
+
+    names = PHOTOS[:2] if args.quick else PHOTOS
+    images = [load_photo(n) for n in names]
+    n_classes = [10 + (i * 3) % 10 for i in range(len(names))]
+    labels = [make_label(im, c, args.labels) for im, c in zip(images, n_classes)]
+    label_nc = 19
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"python {platform.python_version()}, numpy {np.__version__}")
+    print(f"{len(images)} images ({', '.join(names)}), labels={args.labels}, classes {n_classes}, size {args.size}")
+
+    # Baseline and ours in-process, same arrays.
+    t_base, t_ours, max_same, max_crop, classes_moved, classes_total = 0.0, 0.0, 0.0, 0.0, 0, 0
+    c_base, c_ours, clock = 0.0, 0.0, {}
+    for name, im, lb in zip(names, images, labels):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ref = baseline_codes(im, lb, label_nc, size=args.size, clock=clock)
+        t1, c1 = time.perf_counter(), time.process_time()
+        ours = extract_style_codes(im, lb, label_nc, size=args.size)
+        t2, c2 = time.perf_counter(), time.process_time()
+        c_base += c1 - c0
+        c_ours += c2 - c1
+        # Untimed check: our pipeline without the crop runs the identical algorithm as the baseline.
+        ours_full, present = extract_style_codes_and_presence(im, lb, label_nc, size=args.size, crop=False)
+        same = float(np.abs(ref - ours_full).max())
+        per_class = np.abs(ours - ours_full).max(axis=1)
+        moved = int((per_class > 1e-5).sum())
+        print(f"  {name:18s} baseline {t1 - t0:6.2f} s  ours {t2 - t1:6.2f} s  "
+              f"|no-crop - baseline| {same:.1e}  |crop - no-crop| {per_class.max():.1e} "
+              f"({moved}/{int(present.sum())} classes differ)")
+        t_base += t1 - t0
+        t_ours += t2 - t1
+        max_same = max(max_same, same)
+        max_crop = max(max_crop, float(per_class.max()))
+        classes_moved += moved
+        classes_total += int(present.sum())
+    n = len(images)
+    assert max_same < 1e-5, f"ours (no crop) differs from the baseline by {max_same}"
+
+    peak_base = _peak_traced(lambda: baseline_codes(images[0], labels[0], label_nc, size=args.size))
+    peak_ours = _peak_traced(lambda: extract_style_codes(images[0], labels[0], label_nc, size=args.size))
+
+    # The whole job (PNG read, extract, atomic .npy write) with 1 and 2 workers.
+    job, job_cpu = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, im, lb in zip(names, images, labels):
+            save_image_atomic(os.path.join(tmp, "img", name + ".png"), im)
+            save_image_atomic(os.path.join(tmp, "lbl", name + ".png"), lb)
+        for workers in (1, 2):
+            out = os.path.join(tmp, f"codes{workers}")
+            r0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            summary = extract_dataset(os.path.join(tmp, "img"), os.path.join(tmp, "lbl"), out, label_nc,
+                                      size=args.size, workers=workers, progress=False)
+            job[workers] = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            job_cpu[workers] = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(r0, r1))
+            assert summary["written"] == n and summary["failed"] == 0, summary
+    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    print()
+    print("| measurement | wall s / image | CPU s / image | speed-up (wall) | speed-up (CPU) |")
+    print("|---|---|---|---|---|")
+    print(f"| baseline (full-image SLIC, mask loop, scipy splines) | {t_base / n:.3f} | {c_base / n:.3f} "
+          f"| 1.0x | 1.0x |")
+    print(f"| ours, extract_style_codes in-process | {t_ours / n:.3f} | {c_ours / n:.3f} | "
+          f"{t_base / t_ours:.1f}x | {c_base / c_ours:.1f}x |")
+    for w in (1, 2):
+        print(f"| ours, extract_dataset --workers {w} (PNG read + .npy write) | {job[w] / n:.3f} | "
+              f"{job_cpu[w] / n:.3f} | {t_base / job[w]:.1f}x | - |")
+    print()
+    print(f"worker scaling 1 -> 2 (wall): {job[1] / job[2]:.2f}x; 1-minute load average at the end: {load:.1f}")
+    print("baseline CPU s / image by stage: " + ", ".join(f"{k} {v / n:.3f}" for k, v in clock.items()))
+    print(f"identical algorithm (ours without crop vs baseline): max |diff| {max_same:.1e}")
+    print(f"effect of the bounding-box crop: {classes_moved}/{classes_total} classes differ, max |diff| "
+          f"{max_crop:.1e} (a few near-tie pixels change superpixel; see docs/spse.md)")
+    print(f"peak traced memory per image (tracemalloc): baseline {peak_base / 2**20:.1f} MiB, "
+          f"ours {peak_ours / 2**20:.1f} MiB")
+    print(f"peak RSS: this process {rss_self:.0f} MiB, largest worker {rss_children:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
