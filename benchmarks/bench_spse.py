@@ -92,8 +92,9 @@ def _make_label(image, n_classes, kind):
         pixels = rgb.reshape(-1, 3)
         sample = pixels[:: max(1, pixels.shape[0] // 20000)]
         centres, _ = kmeans2(sample, n_classes, seed=0, minit="++")
-        d = ((pixels[:, None, :] - centres[None]) ** 2).sum(-1)
-        label = d.argmin(1).reshape(image.shape[:2])
+        label = np.concatenate([((block[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+                                for block in np.array_split(pixels, max(1, pixels.shape[0] // 65536))])
+        label = label.reshape(image.shape[:2])
     else:
         raise ValueError(f"unknown label kind {kind!r}")
     return label.astype(np.uint8)

@@ -102,7 +102,8 @@ def _remove_stale_temporaries(save_dir, stems):
     """Delete temporary files left by a killed run for these stems; return their paths."""
     removed = []
     for s in stems:
-        for tmp in glob.glob(os.path.join(glob.escape(save_dir), "." + glob.escape(s) + ".npy.*.tmp")):
+        # util.io.atomic_path names them "." + name + "." + 8 random characters + ".tmp" (tempfile.mkstemp)
+        for tmp in glob.glob(os.path.join(glob.escape(save_dir), "." + glob.escape(s) + ".npy." + "?" * 8 + ".tmp")):
             os.remove(tmp)
             removed.append(tmp)
     return removed

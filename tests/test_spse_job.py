@@ -119,7 +119,7 @@ def test_resume_after_a_killed_run(tmp_path):
     os.remove(out / "a2.npy")
     data = (out / "a10.npy").read_bytes()
     (out / "a10.npy").write_bytes(data[: len(data) // 2])
-    stale = out / ".b.npy.k9x_2.tmp"
+    stale = out / ".b.npy.k9x_2abc.tmp"
     stale.write_bytes(b"partial")
     os.remove(out / "b.npy")
     summary = _run(tmp_path, workers=1)
@@ -129,7 +129,7 @@ def test_resume_after_a_killed_run(tmp_path):
     for n in ("a2", "a10", "b"):
         load_codes(out / f"{n}.npy", LABEL_NC)
     warnings = "\n".join(summary["warnings"])
-    assert "a10.npy: existing code file is invalid" in warnings and ".b.npy.k9x_2.tmp" in warnings
+    assert "a10.npy: existing code file is invalid" in warnings and ".b.npy.k9x_2abc.tmp" in warnings
     # Nothing left to do.
     again = _run(tmp_path, workers=1)
     assert (again["written"], again["skipped"]) == (0, 4)
