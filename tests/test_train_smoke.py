@@ -1,0 +1,124 @@
+"""End to end on tiny synthetic data: train -> checkpoints -> test -> HTML, and corrupt checkpoints."""
+import importlib.util
+import os
+import re
+
+import pytest
+import torch
+
+import train
+from data.demo_data import build_synthetic_dataset
+from util.errors import CheckpointError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_test_script():
+    """Import the repository's ``test.py`` (its name clashes with the stdlib ``test`` package)."""
+    spec = importlib.util.spec_from_file_location("ssn_test_script", os.path.join(ROOT, "test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_args(tmp_path, dirs, name="smoke"):
+    images, labels, codes = dirs
+    return ["--name", name, "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+            "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
+            "--label_nc", "4", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
+            "--no_vgg_loss"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=4)
+    args = tiny_args(tmp_path, dirs)
+    trainer = train.main(args + ["--batchSize", "2", "--niter", "1", "--niter_decay", "1",
+                                 "--print_freq", "2", "--display_freq", "2", "--save_epoch_freq", "1"])
+    return tmp_path, dirs, args, trainer
+
+
+def test_training_writes_checkpoints_logs_and_samples(trained):
+    tmp_path, _, _, trainer = trained
+    folder = tmp_path / "ck" / "smoke"
+    assert trainer.global_step == 4
+    for name in ("1_net_G.pth", "2_net_G.pth", "latest_net_G.pth", "latest_net_D.pth",
+                 "latest_train_state.pth", "opt.txt", "opt.json"):
+        assert (folder / name).is_file(), name
+    # release-style checkpoints are plain state_dicts of the final weights
+    sd = torch.load(folder / "latest_net_G.pth", weights_only=True)
+    for k, v in trainer.model.netG.state_dict().items():
+        assert torch.equal(sd[k], v), k
+    log = (folder / "loss_log.txt").read_text()
+    lines = [ln for ln in log.splitlines() if ln.startswith("(epoch")]
+    assert len(lines) == 2  # global steps 2, 4
+    assert all(re.search(r"GAN: \S+ GAN_Feat: \S+ D_Fake: \S+ D_real: \S+", ln) for ln in lines)
+    page = (folder / "web" / "index.html").read_text()
+    for kind in ("input_label", "synthesized_image", "real_image"):
+        assert f"epoch002_iter00000004_{kind}.png" in page
+        assert (folder / "web" / "images" / f"epoch001_iter00000002_{kind}.png").is_file()
+    assert not list(folder.rglob("*.tmp"))
+
+
+def test_test_script_writes_html_and_honours_how_many(trained):
+    tmp_path, dirs, args, trainer = trained
+    test_script = load_test_script()
+    images, labels, codes = dirs
+    results = tmp_path / "results"
+    # architecture flags (label_nc, crop_size, ngf) come from opt.json
+    page = test_script.main(["--name", "smoke", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+                             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
+                             "--results_dir", str(results), "--which_epoch", "2", "--how_many", "2"])
+    assert page == str(results / "smoke" / "test_2" / "index.html")
+    html = open(page).read()
+    for kind in ("input_label", "synthesized_image", "real_image"):
+        files = sorted(os.listdir(results / "smoke" / "test_2" / "images" / kind))
+        assert files == ["img0.png", "img1.png"]
+        assert f"images/{kind}/img1.png" in html
+    # the synthesised file is the generator's eval-mode output for that label map
+    from data import create_dataloader
+    from options.test_options import TestOptions
+    from util.util import tensor2im
+    import numpy as np
+    from PIL import Image
+
+    opt = TestOptions().parse(["--name", "smoke", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+                               "--label_dir", labels, "--image_dir", images, "--instance_dir", codes])
+    batch = next(iter(create_dataloader(opt)))
+    trainer.model.eval()
+    expected = tensor2im(trainer.model(batch, "inference")[0])
+    trainer.model.train()
+    got = np.asarray(Image.open(results / "smoke" / "test_2" / "images" / "synthesized_image" / "img0.png"))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 3])
+
+
+def test_corrupt_checkpoints_give_clear_errors(trained, tmp_path):
+    src_tmp, dirs, _, _ = trained
+    import shutil
+
+    shutil.copytree(src_tmp / "ck" / "smoke", tmp_path / "ck" / "smoke")
+    folder = tmp_path / "ck" / "smoke"
+    images, labels, codes = dirs
+    test_script = load_test_script()
+    test_args = ["--name", "smoke", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+                 "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
+                 "--results_dir", str(tmp_path / "res")]
+    _truncate(folder / "latest_net_G.pth")
+    with pytest.raises(CheckpointError, match="latest_net_G.pth"):
+        test_script.main(test_args)
+    with pytest.raises(CheckpointError, match="7_net_G.pth.*not found"):
+        test_script.main(test_args + ["--which_epoch", "7"])
+    args = tiny_args(tmp_path, dirs) + ["--niter", "3", "--niter_decay", "0", "--continue_train"]
+    _truncate(folder / "latest_train_state.pth")
+    with pytest.raises(CheckpointError, match="latest_train_state.pth"):
+        train.main(args)
+    os.remove(folder / "latest_train_state.pth")
+    with pytest.raises(CheckpointError, match="latest_train_state.pth.*not found"):
+        train.main(args)
