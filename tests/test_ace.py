@@ -51,7 +51,7 @@ def test_grouped_conv_modulation_matches_masked_scatter_values_and_gradients():
     bg = torch.randn(cn, dtype=torch.float64, requires_grad=True)
     bb = torch.randn(cn, dtype=torch.float64, requires_grad=True)
 
-    fast = style_modulation(mu, seg, torch.cat([wg, wb]), torch.cat([bg, bb]))
+    fast = style_modulation(mu, seg, (wg, wb), (bg, bb))
     gamma_fast, beta_fast = fast.chunk(2, dim=1)
     leaves = [mu, wg, wb, bg, bb]
     upstream_g, upstream_b = torch.randn_like(gamma_fast), torch.randn_like(beta_fast)

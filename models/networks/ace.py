@@ -14,7 +14,7 @@ style codes (B, J, 512):
    ``γ_a, β_a = conv3x3(M)`` with ``M = Σ_j μ_j ⊗ seg_j``, computed in the exact
    cheap form ``conv(seg; K_b)``, ``K_b[c, j, k] = Σ_d W[c, d, k] μ[b, j, d]``:
    one grouped conv (groups = B) with J input channels; γ_a and β_a share it via
-   concatenated weights; the bias is added once;
+   concatenated (small) kernels; the bias is added once;
    blend ``γ = σ(g)γ_a + (1-σ(g))γ_s``, ``β = σ(h)β_a + (1-σ(h))β_s``;
 6. ``out = norm(x) · (1 + γ) + β``.
 """
@@ -44,7 +44,8 @@ class PerClassLinear(nn.Module):
             nn.init.kaiming_uniform_(self.weight.data[j], a=5 ** 0.5)
 
     def forward(self, x):
-        return torch.einsum("bjd,jed->bje", x, self.weight) + self.bias
+        # one batched matmul over classes: (J, B, in) @ (J, in, out) + (J, 1, out)
+        return torch.baddbmm(self.bias[:, None, :], x.transpose(0, 1), self.weight.transpose(1, 2)).transpose(0, 1)
 
 
 class SpadeBranch(nn.Module):
@@ -61,23 +62,31 @@ class SpadeBranch(nn.Module):
         return self.mlp_gamma(actv), self.mlp_beta(actv)
 
 
-def style_modulation(mu, segmap, weight, bias):
-    """Exact fast form of ``conv3x3(M; weight) + bias`` with ``M = einsum('bjd,bjhw->bdhw', mu, segmap)``.
+def style_modulation(mu, segmap, weights, biases):
+    """Exact fast form of ``conv3x3(M; W) + bias`` with ``M = einsum('bjd,bjhw->bdhw', mu, segmap)``.
+
+    Because M is linear in the segmap, ``conv(M; W) = conv(segmap; K_b)`` with
+    ``K_b[c, j, k] = Σ_d W[c, d, k] · μ[b, j, d]``: one grouped conv (groups = B)
+    with J input channels instead of 512. Zero padding agrees because M is zero
+    wherever the segmap is zero.
 
     Args:
         mu: (B, J, D) per-class style vectors.
         segmap: (B, J, H, W) segmap (one-hot in practice; the identity holds for any map).
-        weight: (Co, D, kh, kw) conv weight (γ_a and β_a weights concatenated).
-        bias: (Co,) conv bias.
+        weights: sequence of conv weights, each (Co_i, D, kh, kw) (e.g. conv_gamma and
+            conv_beta), evaluated together in one grouped conv.
+        biases: sequence of matching (Co_i,) biases, added once.
     Returns:
-        (B, Co, H, W), equal to the conv of the per-class broadcast map M with
-        zero padding ``kh // 2``.
+        (B, ΣCo_i, H, W): the outputs of the convs on M, concatenated on channels.
     """
     b, j, h, w = segmap.shape
-    co, _, kh, kw = weight.shape
-    kernels = torch.einsum("cdxy,bjd->bcjxy", weight, mu).reshape(b * co, j, kh, kw)
+    kh, kw = weights[0].shape[2:]
+    # (1, B·J, D) @ (Co, D, kh·kw) -> (Co, B·J, kh·kw): reads each weight in place, no copy
+    kernels = torch.cat([torch.matmul(mu.reshape(1, b * j, -1), wt.flatten(2)) for wt in weights], dim=0)
+    co = kernels.shape[0]
+    kernels = kernels.view(co, b, j, kh, kw).transpose(0, 1).reshape(b * co, j, kh, kw)
     out = F.conv2d(segmap.reshape(1, b * j, h, w), kernels, padding=(kh // 2, kw // 2), groups=b)
-    return out.view(b, co, h, w) + bias.view(1, co, 1, 1)
+    return out.view(b, co, h, w) + torch.cat(list(biases)).view(1, co, 1, 1)
 
 
 class ACE(nn.Module):
@@ -119,9 +128,8 @@ class ACE(nn.Module):
 
     def style_gamma_beta(self, mu, segmap):
         """γ_a, β_a (each (B, Cn, H, W)) from μ (B, J, 512) and the resized segmap (B, J, H, W)."""
-        weight = torch.cat([self.conv_gamma.weight, self.conv_beta.weight], dim=0)
-        bias = torch.cat([self.conv_gamma.bias, self.conv_beta.bias], dim=0)
-        out = style_modulation(mu, segmap, weight, bias)
+        out = style_modulation(mu, segmap, (self.conv_gamma.weight, self.conv_beta.weight),
+                               (self.conv_gamma.bias, self.conv_beta.bias))
         return out.chunk(2, dim=1)
 
     def forward(self, x, segmap, codes=None):

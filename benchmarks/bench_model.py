@@ -1,0 +1,314 @@
+"""Benchmark: this project's model against the literal (release-style) formulation.
+
+Measures, at crop 128, ngf 16, batch 2, label_nc 19 (defaults):
+
+* one full training step: G forward + GAN, feature-matching and VGG losses
+  (VGG19 with *random* weights, so no download is needed; its cost is the same
+  for both variants) + backward, then the D step (D forward on the detached
+  fake and the real image + backward). No optimiser step (identical for both).
+* generator-only inference (eval mode, no grad).
+
+The reference is the same network with the same weights (same seed) whose ACE
+layers use the literal formulations of SPEC §3:
+
+* a Python loop over batch and class; for every class present in the image:
+  GSAS as the O(C²) graph (the stacked (1, 2, C, C) map [s_k, s_i], a 1×1 conv
+  giving ``A[i,k] = w_t s_i + w_e s_k + b``, softmax over i), the class's own
+  Linear + ReLU, and an in-place masked scatter of μ_j into the style map
+  M (B, 512, H, W);
+* separate conv_gamma / conv_beta 3×3 convs on M.
+
+Each (variant, task) runs in a fresh subprocess so that peak memory can be read
+from ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak resident set size of
+that process). We report the peak and its increase over the RSS measured right
+after the model was built (weights, grads excluded: the increase is the working
+memory of the step). Timings are the median of ``--repeats`` steps after one
+warm-up step.
+
+Also printed: the parameter count at label_nc 19, ngf 64, crop 256 next to the
+release's, and how much GSAS moves the outputs.
+
+Usage: python benchmarks/bench_model.py [--crop 128 --ngf 16 --batch 2 --label_nc 19
+       --repeats 3 --threads N --json out.json]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from models.networks.ace import ACE  # noqa: E402
+
+RELEASE_G_PARAMS = 274_785_245
+
+
+# ----------------------------------------------------------------------------- literal reference
+
+def gsas_graph(s, weight, bias):
+    """Literal GSAS of one code vector, as released: s (C,) -> (C,).
+
+    The two channels [s_k, s_i] are stacked into a (1, 2, C, C) map, a 1×1 conv
+    gives the graph ``A[i, k] = w_t s_i + w_e s_k + b``, softmax over i, and the
+    output is ``s + mean_i(s_i · softmax_i(A)[i, k])``.
+    """
+    c = s.shape[0]
+    stacked = torch.stack([s[None, :].expand(c, c), s[:, None].expand(c, c)])[None]  # (1, 2, C_i, C_k)
+    graph = F.conv2d(stacked, weight, bias)[0, 0]
+    p = torch.softmax(graph, dim=0)
+    return s + (s[:, None] * p).mean(dim=0)
+
+
+class LiteralACE(ACE):
+    """ACE computed with the release's literal formulation (same parameters as :class:`ACE`).
+
+    Loop over batch and class; for each class present in the image: GSAS graph
+    of its code, its own Linear + ReLU, and an in-place masked scatter of μ into
+    the (B, 512, H, W) map M; then separate conv_gamma / conv_beta on M.
+    """
+
+    def forward(self, x, segmap, codes=None):
+        normalized = self.param_free_norm(self.add_noise(x))
+        b, _, h, w = x.shape
+        segmap = F.interpolate(segmap, size=(h, w), mode="nearest")
+        gamma, beta = self.Spade(segmap)
+        if self.use_style:
+            m = x.new_zeros(b, codes.shape[2], h, w)
+            for bi in range(b):
+                for ji in range(codes.shape[1]):
+                    mask = segmap[bi, ji].bool()
+                    area = int(mask.sum())
+                    if area > 0:
+                        s = gsas_graph(codes[bi, ji], self.Gsas.coefficient.weight, self.Gsas.coefficient.bias)
+                        mu = F.relu(F.linear(s, self.fc_mu.weight[ji], self.fc_mu.bias[ji]))
+                        m[bi].masked_scatter_(mask[None].expand_as(m[bi]), mu[:, None].expand(-1, area))
+            gamma_a = self.conv_gamma(m)
+            beta_a = self.conv_beta(m)
+            g = torch.sigmoid(self.blending_gamma)
+            hh = torch.sigmoid(self.blending_beta)
+            gamma = g * gamma_a + (1 - g) * gamma
+            beta = hh * beta_a + (1 - hh) * beta
+        return normalized * (1 + gamma) + beta
+
+
+def to_literal(module):
+    """Switch every ACE of ``module`` to the literal formulation in place (weights shared)."""
+    for m in module.modules():
+        if type(m) is ACE:
+            m.__class__ = LiteralACE
+    return module
+
+
+# ----------------------------------------------------------------------------- worker
+
+def rss_mib():
+    """Current resident set size of this process in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_batch(args):
+    g = torch.Generator().manual_seed(123)
+    # blocky label map: realistic class regions, every class present somewhere
+    coarse = torch.randint(0, args.label_nc, (args.batch, 1, args.crop // 8, args.crop // 8), generator=g)
+    label = F.interpolate(coarse.float(), size=(args.crop, args.crop), mode="nearest").long()
+    return {
+        "label": label,
+        "image": torch.rand(args.batch, 3, args.crop, args.crop, generator=g) * 2 - 1,
+        "codes": torch.rand(args.batch, args.label_nc, 512, generator=g) * 2 - 1,
+        "path": [f"bench{i}.png" for i in range(args.batch)],
+    }
+
+
+def worker(args):
+    from models.networks import default_opt, load_vgg19
+    from models.superstylenet_model import SuperStyleNetModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    is_train = args.task == "train"
+    opt = default_opt(is_train=is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop)
+    vgg = load_vgg19(random_init=True) if is_train else None
+    model = SuperStyleNetModel(opt, vgg=vgg)
+    if args.variant == "reference":
+        to_literal(model.netG)
+    data = make_batch(args)
+    base_rss = rss_mib()
+    times = []
+    out = None
+    for it in range(args.repeats + 1):
+        t0 = time.perf_counter()
+        if is_train:
+            model.train()
+            losses, generated = model(data, "generator")
+            if it == 0:
+                out = generated.detach()
+            model.weighted_sum(losses).backward()
+            d_losses = model(data, "discriminator")
+            sum(d_losses.values()).backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            model.eval()
+            model(data, "inference")
+        if it > 0:
+            times.append(time.perf_counter() - t0)
+    result = {
+        "variant": args.variant, "task": args.task, "threads": torch.get_num_threads(),
+        "time_s": statistics.median(times), "times_s": times,
+        "rss_after_build_mib": base_rss, "peak_rss_mib": peak_rss_mib(),
+    }
+    result["peak_increase_mib"] = result["peak_rss_mib"] - base_rss
+    if out is not None and args.save_output:
+        torch.save(out, args.save_output)
+    print("RESULT " + json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- parent
+
+def run_worker(args, variant, task, save_output=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--variant", variant, "--task", task,
+           "--crop", str(args.crop), "--ngf", str(args.ngf), "--batch", str(args.batch),
+           "--label_nc", str(args.label_nc), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    if save_output:
+        cmd += ["--save_output", save_output]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker {variant}/{task} failed:\n{proc.stderr[-4000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def parameter_count():
+    from models.networks import SuperStyleNetGenerator, default_opt
+
+    opt = default_opt(is_train=False, label_nc=19, ngf=64, crop_size=256)
+    with torch.device("meta"):
+        g = SuperStyleNetGenerator(opt)
+    return sum(p.numel() for p in g.parameters())
+
+
+def gsas_effect():
+    """GSAS shift statistics and its effect on the release fixture's output (if the fixture is found)."""
+    import numpy as np
+
+    from models.checkpoint_compat import load_generator_weights
+    from models.networks import SuperStyleNetGenerator, default_opt
+    from models.networks.gsas import GSAS
+
+    candidates = [os.environ.get("SUPERSTYLENET_REFERENCE_DIR") or "",
+                  os.path.join(ROOT, os.pardir, "shared", "reference"), os.path.join(ROOT, "shared", "reference")]
+    path = next((os.path.join(c, "original_netG_fixture.npz") for c in candidates
+                 if c and os.path.isfile(os.path.join(c, "original_netG_fixture.npz"))), None)
+    if path is None:
+        return {"note": "fixture not found; GSAS effect not measured"}
+    z = np.load(path)
+    state = {}
+    for k in z.files:
+        if k.startswith("int8/"):
+            state[k[5:]] = torch.from_numpy(z[k].astype(np.float32) * np.float32(z["scale/" + k[5:]]))
+        elif k.startswith("raw/"):
+            state[k[4:]] = torch.from_numpy(z[k])
+    g = SuperStyleNetGenerator(default_opt(is_train=False, label_nc=19, ngf=4, crop_size=64)).eval().double()
+    load_generator_weights(g, state)
+    seg = F.one_hot(torch.from_numpy(z["label"].astype(np.int64)), 19).permute(2, 0, 1)[None].double()
+    codes = torch.from_numpy(z["codes"])[None].double()
+    shifts = []
+    for m in g.modules():
+        if isinstance(m, GSAS):
+            shifts.append((m(codes) - codes).abs().max().item())
+    with torch.no_grad():
+        with_gsas = g(seg, codes)
+        originals = {}
+        for m in g.modules():
+            if isinstance(m, GSAS):
+                originals[m] = m.forward
+                m.forward = lambda s: s  # identity: GSAS removed
+        without = g(seg, codes)
+        for m, f in originals.items():
+            m.forward = f
+    expected = torch.from_numpy(z["expected"]).double()
+    return {
+        "max_code_shift": max(shifts), "bound_max_abs_s_over_C": codes.abs().max().item() / 512,
+        "output_change_without_gsas": (with_gsas - without).abs().max().item(),
+        "fixture_error_with_gsas_float64": (with_gsas[0] - expected).abs().max().item(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--ngf", type=int, default=16)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--label_nc", type=int, default=19)
+    p.add_argument("--repeats", type=int, default=2, help="timed steps after one warm-up step")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    p.add_argument("--task", choices=("train", "inference"), help=argparse.SUPPRESS)
+    p.add_argument("--save_output", type=str, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    import tempfile
+
+    from tqdm import tqdm
+
+    from util.io import write_text_atomic
+
+    results = {"config": {k: getattr(args, k) for k in ("crop", "ngf", "batch", "label_nc", "repeats", "threads")}}
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [(v, t) for t in ("train", "inference") for v in ("ours", "reference")]
+        for variant, task in tqdm(jobs, desc="benchmark runs"):
+            save = os.path.join(tmp, f"{variant}.pt") if task == "train" else None
+            results[f"{variant}/{task}"] = run_worker(args, variant, task, save)
+        out_ours = torch.load(os.path.join(tmp, "ours.pt"))
+        out_ref = torch.load(os.path.join(tmp, "reference.pt"))
+        results["generated_max_abs_diff"] = (out_ours - out_ref).abs().max().item()
+        results["generated_max_abs"] = out_ref.abs().max().item()
+    for task in ("train", "inference"):
+        o, r = results[f"ours/{task}"], results[f"reference/{task}"]
+        results[f"{task}_speedup"] = r["time_s"] / o["time_s"]
+        results[f"{task}_peak_rss_ratio"] = r["peak_rss_mib"] / o["peak_rss_mib"]
+        results[f"{task}_peak_increase_ratio"] = r["peak_increase_mib"] / max(o["peak_increase_mib"], 1e-9)
+    results["params_label19_ngf64_crop256"] = parameter_count()
+    results["params_release"] = RELEASE_G_PARAMS
+    results["gsas"] = gsas_effect()
+
+    print(f"config: {results['config']}  (threads used: {results['ours/train']['threads']})")
+    print(f"{'':24}{'ours':>12}{'reference':>12}{'ratio':>9}")
+    for task in ("train", "inference"):
+        o, r = results[f"ours/{task}"], results[f"reference/{task}"]
+        print(f"{task + ' time (s)':24}{o['time_s']:12.2f}{r['time_s']:12.2f}{results[task + '_speedup']:8.1f}x")
+        print(f"{task + ' peak RSS (MiB)':24}{o['peak_rss_mib']:12.0f}{r['peak_rss_mib']:12.0f}"
+              f"{results[task + '_peak_rss_ratio']:8.1f}x")
+        print(f"{task + ' peak - built (MiB)':24}{o['peak_increase_mib']:12.0f}{r['peak_increase_mib']:12.0f}"
+              f"{results[task + '_peak_increase_ratio']:8.1f}x")
+    print(f"generated image of the first training step (train-mode BN, same noise), ours vs reference: "
+          f"max abs diff {results['generated_max_abs_diff']:.2e} (max |output| {results['generated_max_abs']:.3f})")
+    print(f"generator parameters (label_nc 19, ngf 64, crop 256): {results['params_label19_ngf64_crop256']:,} "
+          f"(release: {RELEASE_G_PARAMS:,})")
+    print(f"GSAS: {results['gsas']}")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
