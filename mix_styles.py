@@ -1,0 +1,245 @@
+"""Style mixing: restyle chosen semantic classes of source samples with other samples' style codes.
+
+Replace classes (one column per style source)::
+
+    python mix_styles.py --name celeba --which_epoch latest \
+        --source_labels test/labels/28000.png test/labels/28001.png \
+        --source_codes test/codes/28000.npy test/codes/28001.npy \
+        --style_codes test/codes/28010.npy test/codes/28020.npy \
+        --style_images test/images/28010.jpg test/images/28020.jpg \
+        --classes hair,cloth
+
+Blend a class's code between a source and a style source (one column per alpha)::
+
+    python mix_styles.py --name celeba ... --style_images a.jpg --style_labels a.png \
+        --classes 13 --alpha 0,0.25,0.5,0.75,1
+
+Style codes come from ``--style_codes`` (code files; ``--style_images`` then
+only illustrate the columns) or are extracted on the fly with SPSE from
+``--style_images`` plus ``--style_labels`` (``--spse_size``, default 512 as in
+the method). ``--classes`` takes indices and/or names from a ``classes.txt``
+(``--class_names``; by default the first ``classes.txt`` found in the source
+label folder or its two parents, as written by ``datasets/prepare_*.py``).
+
+The architecture comes from ``checkpoints/<name>/opt.json`` as in
+``test.py`` (command-line flags win); the generator from
+``<which_epoch>_net_G.pth`` (this project's or the release's). Output:
+``<mix_dir>/index.html`` (default ``results/<name>/mix_<which_epoch>``), a grid
+with one row per source: its label map, its reconstruction, then one cell per
+(style, alpha); the first row shows the style images. ``mix.json`` lists every
+cell's image file.
+"""
+import json
+import os
+import sys
+
+from data.image_io import read_label, read_rgb, stem
+from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
+from options.test_options import TestOptions
+from util.errors import CheckpointError, InputError, OptionError
+from util.style_mixing import StyleMixer, mix_grid
+
+
+class MixOptions(TestOptions):
+    """``test.py``'s options plus the mixing flags."""
+
+    def initialize(self, parser):
+        """Add the mixing flags to the test flags."""
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("style mixing")
+        g.add_argument("--source_labels", nargs="+", required=True, help="label maps of the source samples")
+        g.add_argument("--source_codes", nargs="+", required=True,
+                       help="code files of the source samples (same order as --source_labels)")
+        g.add_argument("--style_codes", nargs="+", default=None, help="code files of the style sources")
+        g.add_argument("--style_images", nargs="+", default=None,
+                       help="images of the style sources (for extraction with --style_labels, or display)")
+        g.add_argument("--style_labels", nargs="+", default=None,
+                       help="label maps of --style_images; their codes are extracted with SPSE")
+        g.add_argument("--classes", required=True, help="classes to restyle: indices and/or names, e.g. 13,17 "
+                                                        "or hair,cloth")
+        g.add_argument("--class_names", default=None, help="classes.txt giving the class names")
+        g.add_argument("--alpha", default="1", help="comma-separated blend factors; 1 replaces the code")
+        g.add_argument("--spse_size", type=int, default=512, help="SPSE working resolution for extraction")
+        g.add_argument("--mix_dir", default=None, help="output folder (default results/<name>/mix_<epoch>)")
+        g.add_argument("--no_progress", action="store_true", help="hide progress bars")
+        return parser
+
+
+def find_class_names(label_path):
+    """The first ``classes.txt`` in the folder of ``label_path`` or its two parents, or None."""
+    folder = os.path.dirname(os.path.abspath(label_path))
+    for _ in range(3):
+        candidate = os.path.join(folder, CLASSES_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+        folder = os.path.dirname(folder)
+    return None
+
+
+def parse_alphas(text):
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; raises :class:`OptionError` on bad values."""
+    try:
+        values = [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError as e:
+        raise OptionError(f"--alpha {text!r}: expected comma-separated numbers") from e
+    if not values:
+        raise OptionError("--alpha: no value given")
+    return values
+
+
+def check_counts(opt):
+    """Validate the pairing of the source and style file lists; raises :class:`OptionError`."""
+    if len(opt.source_labels) != len(opt.source_codes):
+        raise OptionError(f"--source_labels ({len(opt.source_labels)} files) and --source_codes "
+                          f"({len(opt.source_codes)} files) must pair up one to one")
+    if opt.style_codes:
+        if opt.style_labels:
+            raise OptionError("give either --style_codes or --style_labels (for extraction), not both")
+        if opt.style_images and len(opt.style_images) != len(opt.style_codes):
+            raise OptionError(f"--style_images ({len(opt.style_images)}) must match --style_codes "
+                              f"({len(opt.style_codes)}) one to one")
+    elif opt.style_images and opt.style_labels:
+        if len(opt.style_images) != len(opt.style_labels):
+            raise OptionError(f"--style_images ({len(opt.style_images)}) and --style_labels "
+                              f"({len(opt.style_labels)}) must pair up one to one")
+    else:
+        raise OptionError("no style source: give --style_codes, or --style_images with --style_labels")
+
+
+def load_styles(opt, mixer, progress=True):
+    """``[(name, raw codes (label_nc, 512))]`` of the style sources (files or SPSE extraction)."""
+    if opt.style_codes:
+        return [(stem(p), mixer.load_codes(p)) for p in opt.style_codes]
+    from tqdm import tqdm
+
+    from data.spse import extract_style_codes
+
+    styles = []
+    pairs = list(zip(opt.style_images, opt.style_labels))
+    for image_path, label_path in tqdm(pairs, desc="SPSE", disable=not progress, unit="img"):
+        codes = extract_style_codes(read_rgb(image_path), read_label(label_path), opt.label_nc,
+                                    size=opt.spse_size)
+        styles.append((stem(image_path), codes))
+    return styles
+
+
+def build_model(opt):
+    """The model of ``opt`` with the generator weights of ``--which_epoch``, in eval mode."""
+    from models.checkpoint_compat import load_generator_weights
+    from models.superstylenet_model import SuperStyleNetModel
+    from util.checkpoint import network_path
+
+    model = SuperStyleNetModel(opt).to(opt.device)
+    path = network_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, "G")
+    for note in load_generator_weights(model.netG, path):
+        print(f"note: {path}: {note}")
+    return model.eval()
+
+
+def cell_name(source, style, alpha):
+    """File name of one grid cell (relative to ``images/``)."""
+    return f"mixed/{source}__{style}__a{alpha:g}.png"
+
+
+def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid):
+    """Write ``index.html`` (dominate grid via util.html) and ``mix.json``; returns the page path."""
+    from dominate.tags import a, br, img, p, table, td, th, tr
+
+    from util import html
+    from util.io import write_text_atomic
+    from util.util import tensor2label
+
+    page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}), classes {class_label}")
+    width = opt.display_winsize
+    style_images = dict(zip([s for s, _ in styles], opt.style_images or []))
+    manifest = {"classes": classes, "alphas": alphas, "rows": []}
+
+    def cell(src, caption):
+        with td(style="word-wrap: break-word;", halign="center", valign="top"):
+            if src:
+                with a(href=os.path.join("images", src)):
+                    img(style=f"width:{width}px", src=os.path.join("images", src))
+                br()
+            p(caption)
+
+    shown = {name: page.save_image(f"styles/{name}.png", read_rgb(path)) for name, path in style_images.items()}
+    t = table(border=1, style="table-layout: fixed;")
+    page.doc.add(t)
+    with t:
+        with tr():
+            th("source label")
+            th("reconstruction")
+            for style_name, _ in styles:
+                for alpha in alphas:
+                    with th():
+                        if style_name in shown:
+                            img(style=f"width:{width}px", src=os.path.join("images", shown[style_name]))
+                            br()
+                        p(f"style {style_name}" + (f", alpha {alpha:g}" if alphas != [1.0] else ""))
+        for src_name, label, _ in sources:
+            row = {"source": src_name,
+                   "label": page.save_image(f"labels/{src_name}.png", tensor2label(label, opt.semantic_nc)),
+                   "reconstruction": page.save_image(f"reconstruction/{src_name}.png",
+                                                     grid["reconstruction"][src_name]),
+                   "cells": []}
+            with tr():
+                cell(row["label"], src_name)
+                cell(row["reconstruction"], "own codes")
+                for style_name, _ in styles:
+                    for alpha in alphas:
+                        name = page.save_image(cell_name(src_name, style_name, alpha),
+                                               grid["mixed"][(src_name, style_name, alpha)])
+                        row["cells"].append({"style": style_name, "alpha": alpha, "image": name})
+                        cell(name, f"{class_label} from {style_name}" + (f", alpha {alpha:g}"
+                                                                           if alphas != [1.0] else ""))
+            manifest["rows"].append(row)
+    write_text_atomic(os.path.join(mix_dir, "mix.json"), json.dumps(manifest, indent=2) + "\n")
+    return page.save()
+
+
+def main(argv=None, model=None):
+    """Run style mixing with command-line ``argv``; returns the path of the HTML page.
+
+    ``model`` (optional): a prebuilt model whose generator weights are used as
+    they are (tests); by default it is built from the options and checkpoint.
+    """
+    options = MixOptions()
+    opt = options.parse(argv, save=False)
+    progress = not opt.no_progress
+    check_counts(opt)
+    alphas = parse_alphas(opt.alpha)
+    names_path = opt.class_names or find_class_names(opt.source_labels[0])
+    names = read_class_names(names_path) if names_path else None
+    classes = parse_class_list(opt.classes, opt.label_nc, names)
+    class_label = ",".join(names[c] if names and c < len(names) else str(c) for c in classes)
+    if model is None:
+        model = build_model(opt)
+    mixer = StyleMixer(model.to(opt.device), opt, seed=opt.seed)
+
+    sources = [(stem(lp), mixer.load_label(lp), mixer.load_codes(cp))
+               for lp, cp in zip(opt.source_labels, opt.source_codes)]
+    styles = load_styles(opt, mixer, progress)
+    for what, items in (("source", sources), ("style", styles)):
+        names_seen = [it[0] for it in items]
+        dupes = sorted({n for n in names_seen if names_seen.count(n) > 1})
+        if dupes:
+            raise OptionError(f"{what} files share the stem(s) {', '.join(dupes)}; stems name the grid cells")
+    grid = mix_grid(mixer, sources, styles, classes, alphas, progress=progress)
+    mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name, f"mix_{opt.which_epoch}")
+    path = write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid)
+    print(f"{len(sources)} source(s) x {len(styles)} style(s) x {len(alphas)} alpha(s); page: {path}")
+    return path
+
+
+def cli(argv=None):
+    """Command-line entry: run :func:`main`; returns 0, or 2 after printing a clear error."""
+    try:
+        main(argv)
+    except (InputError, OptionError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,255 @@
+"""Style mixing: per-class code operations, locality on a trained tiny model, the mix_styles CLI."""
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import mix_styles
+from data.codes import save_codes
+from data.demo_data import mean_colour_codes
+from data.image_io import read_rgb
+from datasets.class_names import write_class_names
+from util.errors import CheckpointError, InputError, OptionError
+from util.io import save_image_atomic
+from util.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
+                               replace_class_codes, shift_class_colour)
+
+SIZE, LABEL_NC, N_SAMPLES = 32, 3, 16
+CLASS_NAMES = ("background", "box", "disc")
+
+
+def _sample(rng):
+    """A 32x32 scene: background, a box, a disc; every class gets a random flat colour."""
+    label = np.zeros((SIZE, SIZE), np.uint8)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    y0, x0 = rng.integers(2, 14, 2)
+    label[y0:y0 + rng.integers(8, 16), x0:x0 + rng.integers(8, 16)] = 1
+    cy, cx = rng.integers(8, 24, 2)
+    r = rng.integers(4, 8)
+    label[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 2
+    palette = rng.integers(0, 256, (LABEL_NC, 3))
+    return palette[label].astype(np.uint8), label
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny convolutions: one thread avoids the cost of thread handoffs on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny generator (ngf 4, crop 32) trained briefly with an L1 reconstruction loss.
+
+    The class colours differ per image, so the generator must read them from
+    the style codes (mean-colour stand-in codes). 25 Adam steps (batch 4) are
+    enough for the codes to drive the colours (untrained, they change almost
+    nothing: the style path starts near zero); single-threaded, a few seconds.
+    """
+    from models.superstylenet_model import SuperStyleNetModel
+    from options.test_options import TestOptions
+    from util.checkpoint import network_path, save_network
+
+    root = tmp_path_factory.mktemp("mixing")
+    rng = np.random.default_rng(0)
+    ds = root / "ds"
+    samples = []
+    for i in range(N_SAMPLES):
+        image, label = _sample(rng)
+        codes = mean_colour_codes(image, label, LABEL_NC)
+        paths = {f"{k}_path": str(ds / folder / f"s{i}.{ext}") for k, folder, ext in
+                 (("image", "images", "png"), ("label", "labels", "png"), ("code", "codes", "npy"))}
+        save_image_atomic(paths["image_path"], image)
+        save_image_atomic(paths["label_path"], label)
+        save_codes(paths["code_path"], codes)
+        samples.append(types.SimpleNamespace(image=image, label=label, codes=codes, **paths))
+    write_class_names(str(ds), CLASS_NAMES)
+
+    ckpt = str(root / "checkpoints")
+    options = TestOptions()
+    opt = options.parse(["--name", "tiny", "--checkpoints_dir", ckpt, "--label_nc", str(LABEL_NC),
+                         "--crop_size", str(SIZE), "--ngf", "4", "--gpu_ids", "-1",
+                         "--display_winsize", str(SIZE)], save=False)
+    options.save_options(opt)  # opt.json: the CLI reloads the architecture from it
+    torch.manual_seed(0)
+    model = SuperStyleNetModel(opt)
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in samples])
+    labels = torch.stack([torch.from_numpy(s.label.astype(np.int64))[None] for s in samples])
+    codes = torch.stack([normalise_codes(s.codes, LABEL_NC) for s in samples])
+    optimiser = torch.optim.Adam(model.netG.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    model.train()
+    for _ in range(25):
+        idx = torch.from_numpy(rng.choice(N_SAMPLES, 4, replace=False))
+        segmap = torch.zeros(4, LABEL_NC, SIZE, SIZE).scatter_(1, labels[idx], 1.0)
+        loss = (model.netG(segmap, codes[idx]) - images[idx]).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    save_network(model.netG, network_path(os.path.join(ckpt, "tiny"), "latest", "G"))
+    return types.SimpleNamespace(root=root, ds=ds, ckpt=ckpt, opt=opt, model=model, samples=samples)
+
+
+# ------------------------------------------------------------------------------- code operations
+def test_replace_class_codes_copies_only_chosen_rows():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((4, 512)), rng.random((4, 512))
+    a_before = a.copy()
+    out = replace_class_codes(a, b, [1, 3])
+    np.testing.assert_array_equal(out[[1, 3]], b[[1, 3]])
+    np.testing.assert_array_equal(out[[0, 2]], a[[0, 2]])
+    np.testing.assert_array_equal(a, a_before)  # input untouched
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    batched = replace_class_codes(torch.stack([ta, tb]), torch.stack([tb, ta]), [2])
+    assert torch.equal(batched[0, 2], tb[2]) and torch.equal(batched[1, 2], ta[2])
+    assert torch.equal(batched[0, 0], ta[0])
+    with pytest.raises(OptionError, match="out of range"):
+        replace_class_codes(a, b, [4])
+    with pytest.raises(InputError, match="differ in shape"):
+        replace_class_codes(a, b[:3], [0])
+
+
+def test_interpolation_endpoints_are_exact_and_midpoint_is_linear():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 512)).astype(np.float32), rng.random((3, 512)).astype(np.float32)
+    assert np.array_equal(interpolate_class_codes(a, b, [0, 2], 0.0), a)
+    assert np.array_equal(interpolate_class_codes(a, b, [0, 2], 1.0), replace_class_codes(a, b, [0, 2]))
+    mid = interpolate_class_codes(a, b, [2], 0.25)
+    np.testing.assert_allclose(mid[2], 0.75 * a[2] + 0.25 * b[2], rtol=1e-6)
+    np.testing.assert_array_equal(mid[:2], a[:2])
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    assert torch.equal(interpolate_class_codes(ta, tb, [1], 1.0)[1], tb[1])
+    torch.testing.assert_close(interpolate_class_codes(ta, tb, [1], 0.7)[1], torch.lerp(ta[1], tb[1], 0.7))
+
+
+def test_shift_class_colour_edits_the_rgb_thirds():
+    codes = np.zeros((3, 512), np.float32)
+    codes[1] = 0.5
+    codes[2, :] = 0.95
+    out = shift_class_colour(codes, [0, 1, 2], (0.1, -0.2, 0.0))
+    r, g, b = code_channel_slices()
+    assert (r.start, r.stop, g.stop, b.stop) == (0, 171, 341, 512)
+    np.testing.assert_allclose(out[1, r], 0.6)
+    np.testing.assert_allclose(out[1, g], 0.3)
+    np.testing.assert_allclose(out[1, b], 0.5)
+    np.testing.assert_array_equal(out[0], 0)  # absent class stays absent
+    np.testing.assert_allclose(out[2, r], 1.0)  # clipped
+    batched = shift_class_colour(torch.from_numpy(np.stack([codes, codes])), [1], (0.1, 0, 0))
+    assert torch.allclose(batched[1, 1, r], torch.tensor(0.6))
+
+
+def test_normalise_codes_matches_loader_rule():
+    raw = np.random.default_rng(2).random((3, 512)).astype(np.float32)
+    torch.testing.assert_close(normalise_codes(raw, 3), torch.from_numpy((raw - 0.5) / 0.5))
+    with_dontcare = normalise_codes(raw, 4)
+    assert with_dontcare.shape == (4, 512) and torch.all(with_dontcare[3] == -1)
+    with pytest.raises(InputError):
+        normalise_codes(raw, 5)
+
+
+# ------------------------------------------------------------------------------- trained model
+def test_replacing_a_class_changes_pixels_mainly_inside_its_region(trained):
+    mixer = StyleMixer(trained.model, trained.opt, seed=0)
+    ratios, inside_change, outside_change = [], [], []
+    for a in range(4):
+        src = trained.samples[a]
+        label = mixer.load_label(src.label_path)
+        base = mixer.generate(label, src.codes).astype(np.float64)
+        for b in range(4):
+            if a == b:
+                continue
+            for j in (1, 2):
+                inside = src.label == j
+                if inside.sum() < 20:
+                    continue
+                mixed = replace_class_codes(src.codes, trained.samples[b].codes, [j])
+                diff = np.abs(mixer.generate(label, mixed).astype(np.float64) - base).mean(-1)
+                ratios.append(diff[inside].mean() / max(diff[~inside].mean(), 1e-6))
+                inside_change.append(diff[inside].mean())
+                outside_change.append(diff[~inside].mean())
+    assert len(ratios) >= 12
+    assert np.mean(inside_change) > 10  # grey levels: the codes really drive the colours
+    # After 25 steps a few pairs are still poor (one ratio of about 1 where the colours are
+    # close); the typical pair and the aggregate must be clearly local.
+    assert np.median(ratios) > 4, ratios
+    assert np.mean(np.array(ratios) > 2) >= 0.8, ratios
+    assert np.mean(inside_change) > 4 * np.mean(outside_change)
+
+
+def test_generation_is_deterministic_and_alpha_endpoints_reproduce_images(trained):
+    mixer = StyleMixer(trained.model, trained.opt, seed=3)
+    src, sty = trained.samples[0], trained.samples[1]
+    label = mixer.load_label(src.label_path)
+    own = mixer.generate(label, src.codes)
+    assert np.array_equal(own, mixer.generate(label, src.codes))
+    replaced = mixer.generate(label, replace_class_codes(src.codes, sty.codes, [1]))
+    at0 = mixer.generate(label, interpolate_class_codes(src.codes, sty.codes, [1], 0.0))
+    at1 = mixer.generate(label, interpolate_class_codes(src.codes, sty.codes, [1], 1.0))
+    half = mixer.generate(label, interpolate_class_codes(src.codes, sty.codes, [1], 0.5))
+    assert np.array_equal(at0, own) and np.array_equal(at1, replaced)
+    assert not np.array_equal(half, own) and not np.array_equal(half, replaced)
+
+
+# ------------------------------------------------------------------------------- CLI
+def _base_argv(trained, out):
+    s = trained.samples
+    return ["--name", "tiny", "--checkpoints_dir", trained.ckpt, "--gpu_ids", "-1", "--no_progress",
+            "--mix_dir", str(out), "--source_labels", s[0].label_path, s[2].label_path,
+            "--source_codes", s[0].code_path, s[2].code_path]
+
+
+def test_cli_replace_grid_by_class_name(trained):
+    out = trained.root / "mix_replace"
+    s = trained.samples
+    argv = _base_argv(trained, out) + ["--style_codes", s[1].code_path,
+                                       s[3].code_path,
+                                       "--style_images", s[1].image_path, s[3].image_path, "--classes", "disc,box"]
+    page = mix_styles.main(argv)
+    html = open(page).read()
+    manifest = json.loads((out / "mix.json").read_text())
+    assert manifest["classes"] == [1, 2] and [r["source"] for r in manifest["rows"]] == ["s0", "s2"]
+    assert [c["style"] for c in manifest["rows"][0]["cells"]] == ["s1", "s3"]
+    # the grid: header + 2 rows; 2 style pictures, 2 x (label + reconstruction + 2 cells) images
+    assert html.count("<tr>") == 3 and html.count("<img") == 2 + 2 * 4 and "box,disc from s3" in html
+    # a cell equals the API's result with the checkpoint's weights and the same noise seed
+    mixer = StyleMixer(trained.model, trained.opt, seed=trained.opt.seed)
+    expected = mixer.generate(mixer.load_label(s[2].label_path), replace_class_codes(s[2].codes, s[3].codes, [1, 2]))
+    cell = read_rgb(str(out / "images" / mix_styles.cell_name("s2", "s3", 1.0)))
+    assert np.array_equal(cell, expected)
+
+
+def test_cli_alpha_blend_with_codes_extracted_on_the_fly(trained):
+    out = trained.root / "mix_alpha"
+    s = trained.samples
+    argv = _base_argv(trained, out) + ["--style_images", s[5].image_path, "--style_labels", s[5].label_path,
+                                       "--spse_size", "32", "--classes", "2", "--alpha", "0,0.5,1"]
+    mix_styles.main(argv)
+    manifest = json.loads((out / "mix.json").read_text())
+    row = manifest["rows"][0]
+    assert [c["alpha"] for c in row["cells"]] == [0.0, 0.5, 1.0]
+    images = {c["alpha"]: read_rgb(str(out / "images" / c["image"])) for c in row["cells"]}
+    recon = read_rgb(str(out / "images" / row["reconstruction"]))
+    assert np.array_equal(images[0.0], recon)  # alpha 0 reproduces the source
+    assert not np.array_equal(images[1.0], recon)
+    disc = s[0].label == 2
+    change = np.abs(images[1.0].astype(float) - recon).mean(-1)
+    assert change[disc].mean() > 3 * change[~disc].mean()
+
+
+def test_cli_errors_are_clear(trained, capsys):
+    out = trained.root / "mix_err"
+    base = _base_argv(trained, out) + ["--style_codes", trained.samples[1].code_path]
+    assert mix_styles.cli(base + ["--classes", "wheel"]) == 2
+    assert "unknown class name 'wheel'" in capsys.readouterr().err
+    assert mix_styles.cli(base + ["--classes", "1", "--source_codes", trained.samples[0].code_path]) == 2
+    assert "must pair up" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="7_net_G.pth"):
+        mix_styles.main(base + ["--classes", "1", "--which_epoch", "7"])
+    with pytest.raises(OptionError, match="no style source"):
+        mix_styles.main(_base_argv(trained, out) + ["--classes", "1"])
