@@ -33,6 +33,9 @@ def build_parser():
                    help="resize both images to SIZE x SIZE (bicubic) before the metrics; by default "
                         "the ground truth is resized to the result's size when they differ")
     p.add_argument("--gray_ssim", action="store_true", help="SSIM on luminance instead of RGB")
+    p.add_argument("--gaussian_ssim", action="store_true",
+                   help="SSIM with Wang et al.'s 11x11 Gaussian window (sigma 1.5) instead of skimage's "
+                        "7x7 uniform window")
     p.add_argument("--allow_unpaired", action="store_true",
                    help="evaluate the pairs found and only warn about files without a partner")
     p.add_argument("--fid", action="store_true", help="also compute FID (needs the Inception weights)")
@@ -46,7 +49,7 @@ def build_parser():
     return p
 
 
-def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, allow_unpaired=False, fid=False,
+def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=False, allow_unpaired=False, fid=False,
              inception_path=None, fid_random_weights=False, batch_size=16, device="cpu", progress=True):
     """Compute the metrics for all stem-matched pairs of two folders.
 
@@ -75,7 +78,7 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, allow_unpaired=Fal
     for result_path, target_path in tqdm(pairs, desc="metrics", disable=not progress, unit="img"):
         try:
             result, target, was_resized = metrics.load_pair(result_path, target_path, size)
-            m = metrics.reconstruction_metrics(result, target, gray_ssim=gray_ssim)
+            m = metrics.reconstruction_metrics(result, target, gray_ssim=gray_ssim, gaussian_ssim=gaussian_ssim)
         except InputError as e:
             failures.append(f"{result_path} / {target_path}: {e}")
             continue
@@ -92,7 +95,8 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, allow_unpaired=Fal
     settings = {
         "results_dir": os.path.abspath(results_dir), "gt_dir": os.path.abspath(gt_dir),
         "size": size, "ground_truth_resized_to_result": resized, "data_range": "[0, 1]",
-        "ssim": "skimage structural_similarity, 7x7 uniform window, "
+        "ssim": "skimage structural_similarity, "
+                + ("11x11 Gaussian window (sigma 1.5), " if gaussian_ssim else "7x7 uniform window, ")
                 + ("luminance" if gray_ssim else "mean over RGB channels"),
         "fid_weights": ("RANDOM (plumbing test only)" if fid_random_weights else
                         (metrics.resolve_inception_path(inception_path) if fid else None)),
@@ -128,6 +132,7 @@ def main(argv=None):
     opt = build_parser().parse_args(argv)
     try:
         report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
+                          gaussian_ssim=opt.gaussian_ssim,
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
                           inception_path=opt.inception_path, fid_random_weights=opt.fid_random_weights,
                           batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress)

@@ -128,6 +128,35 @@ def test_ssim_matches_literal_definition_gray_and_rgb():
     assert metrics.ssim(a, b) < 0.99
 
 
+def _literal_ssim_gaussian_gray(x, y, sigma=1.5, radius=5, data_range=1.0):
+    """Wang et al.'s SSIM: 11x11 Gaussian weights (sum 1), population statistics, valid windows."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    g = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    win = 2 * radius + 1
+    vals = []
+    for i in range(x.shape[0] - win + 1):
+        for j in range(x.shape[1] - win + 1):
+            px, py = x[i:i + win, j:j + win], y[i:i + win, j:j + win]
+            mx, my = (w * px).sum(), (w * py).sum()
+            vx = (w * px * px).sum() - mx ** 2
+            vy = (w * py * py).sum() - my ** 2
+            cxy = (w * px * py).sum() - mx * my
+            vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+    return float(np.mean(vals))
+
+
+def test_gaussian_ssim_matches_wang_definition():
+    a = _rand_image(12, 17, 16)
+    b = np.clip(a.astype(int) + np.random.default_rng(13).integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    ga, gb = metrics.to_gray(a / 255.0), metrics.to_gray(b / 255.0)
+    assert metrics.ssim(a, b, gray=True, gaussian=True) == pytest.approx(_literal_ssim_gaussian_gray(ga, gb),
+                                                                         rel=1e-6)
+    assert metrics.ssim(a, a, gaussian=True) == pytest.approx(1.0)
+    with pytest.raises(InputError, match="11x11"):
+        metrics.ssim(_rand_image(0, 9, 9), _rand_image(1, 9, 9), gaussian=True)
+
+
 def test_size_mismatch_and_tiny_images_are_input_errors():
     with pytest.raises(InputError, match="differ in shape"):
         metrics.rmse(_rand_image(0, 8, 8), _rand_image(0, 9, 8))
@@ -260,7 +289,7 @@ def test_evaluate_cli_fid_plumbing_with_random_inception(tmp_path):
     res, gt = _make_folders(tmp_path, n=2)
     out = tmp_path / "m.json"
     assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--output", str(out),
-                          "--no_progress", "--fid", "--fid_random_weights", "--batch_size", "1"]) == 0
+                          "--no_progress", "--fid", "--fid_random_weights", "--batch_size", "2"]) == 0
     report = json.loads(out.read_text())
     assert math.isfinite(report["mean"]["fid"]) and report["mean"]["fid"] >= 0
     assert "RANDOM" in report["settings"]["fid_weights"]

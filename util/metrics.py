@@ -12,7 +12,9 @@ Both images are ``(H, W, 3)`` uint8 RGB arrays, converted to float64 in
   (``channel_axis=2``: SSIM per channel, then the mean over channels) with
   scikit-image's defaults: a 7x7 uniform window and sample covariance.
   ``gray=True`` instead converts both images to luminance first
-  (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
+  (ITU-R 601: 0.299 R + 0.587 G + 0.114 B). ``gaussian=True`` uses the
+  settings of Wang et al. (2004): an 11x11 Gaussian window with sigma 1.5 and
+  population covariance.
 
 Images must have the same size; :func:`reconstruction_metrics` raises
 :class:`util.errors.InputError` otherwise. :func:`load_pair` resizes them
@@ -83,32 +85,40 @@ def psnr(a, b):
     return float(peak_signal_noise_ratio(a, b, data_range=1.0))
 
 
-def ssim(a, b, gray=False):
-    """Structural similarity (scikit-image defaults, ``data_range=1``) of two same-shape images.
+def ssim(a, b, gray=False, gaussian=False):
+    """Structural similarity (``data_range=1``) of two same-shape images.
 
     ``a`` and ``b`` are ``(H, W, 3)`` uint8 (or float in [0, 1]) RGB images,
-    each side at least 7 pixels. RGB: mean of the per-channel SSIM; ``gray``:
-    SSIM of the luminance images. Returns a float in [-1, 1].
+    each side at least 7 pixels (11 with ``gaussian``). RGB: mean of the
+    per-channel SSIM; ``gray``: SSIM of the luminance images. Window:
+    scikit-image's default 7x7 uniform window with sample covariance, or with
+    ``gaussian`` Wang et al.'s 11x11 Gaussian (sigma 1.5), population
+    covariance. Returns a float in [-1, 1].
     """
     from skimage.metrics import structural_similarity
 
     a, b = to_unit_float(a), to_unit_float(b)
     _check_same_shape(a, b)
-    if min(a.shape[:2]) < 7:
-        raise InputError(f"SSIM needs images of at least 7x7 pixels; got {a.shape[1]}x{a.shape[0]}")
+    side = 11 if gaussian else 7
+    if min(a.shape[:2]) < side:
+        raise InputError(f"SSIM needs images of at least {side}x{side} pixels; got {a.shape[1]}x{a.shape[0]}")
+    kwargs = {"data_range": 1.0}
+    if gaussian:
+        kwargs.update(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     if gray:
-        return float(structural_similarity(to_gray(a), to_gray(b), data_range=1.0))
-    return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
+        return float(structural_similarity(to_gray(a), to_gray(b), **kwargs))
+    return float(structural_similarity(a, b, channel_axis=2, **kwargs))
 
 
-def reconstruction_metrics(result, target, gray_ssim=False):
+def reconstruction_metrics(result, target, gray_ssim=False, gaussian_ssim=False):
     """SSIM, PSNR (dB) and RMSE of a generated ``result`` against its ``target``.
 
-    Both are ``(H, W, 3)`` uint8 RGB arrays of the same size. Returns
-    ``{"ssim": float, "psnr": float (inf when identical), "rmse": float}``.
+    Both are ``(H, W, 3)`` uint8 RGB arrays of the same size; the flags select
+    the SSIM variant (see :func:`ssim`). Returns ``{"ssim": float, "psnr":
+    float (inf when identical), "rmse": float}``.
     """
-    return {"ssim": ssim(result, target, gray=gray_ssim), "psnr": psnr(result, target),
-            "rmse": rmse(result, target)}
+    return {"ssim": ssim(result, target, gray=gray_ssim, gaussian=gaussian_ssim),
+            "psnr": psnr(result, target), "rmse": rmse(result, target)}
 
 
 def _check_same_shape(a, b):
@@ -299,9 +309,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     ``R = S1^(1/2)``: ``S1 S2`` and the symmetric PSD ``R S2 R`` are similar,
     so they share eigenvalues, and the latter needs only two symmetric
     eigendecompositions (no complex parts, no singular-matrix fallback). It
-    gives the same value as pytorch-fid's ``calculate_frechet_distance`` (which
-    uses ``scipy.linalg.sqrtm``) but is about 7x faster for D = 2048 and works
-    with SciPy versions where ``sqrtm(..., disp=False)`` no longer returns a pair.
+    agrees with pytorch-fid's ``calculate_frechet_distance`` (tested), took
+    10 s instead of 33 s for D = 2048 on this project's 2-core machine, and
+    does not depend on ``scipy.linalg.sqrtm(..., disp=False)``, whose return
+    value differs in the installed SciPy 1.17.1 (a bare array for 1x1 input, breaking
+    pytorch-fid's unpacking).
     Returns a float.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
