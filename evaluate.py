@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from data.image_io import list_files, pair_by_stem, stem
 from util import metrics
-from util.errors import CheckpointError, InputError
+from util.errors import CheckpointError, InputError, OptionError
 from util.io import write_text_atomic
 
 
@@ -70,7 +70,8 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
         raise InputError(f"{results_dir} and {gt_dir}: no files share a stem")
     if fid and len(pairs) < 2:
         raise InputError("FID needs at least 2 image pairs")
-    if fid:  # fail on missing weights before the long per-image loop
+    if fid:  # fail on a bad device or missing weights before the long per-image loop
+        device = resolve_device(device)
         model = metrics.build_fid_inception(inception_path, random_weights=fid_random_weights,
                                             device=device)
 
@@ -105,6 +106,20 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
             "failures": failures}
 
 
+def resolve_device(name):
+    """``torch.device`` for ``--device``; raises :class:`OptionError` when it is malformed or absent."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise OptionError(f"--device {name!r}: not a device name (use cpu, cuda or cuda:N)") from e
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise OptionError(f"--device {name}: this CUDA device is not available here; use --device cpu")
+    return device
+
+
 def format_table(report, max_rows=20):
     """A plain-text table of the first ``max_rows`` per-image values and the means."""
     def fmt(v, digits):
@@ -136,7 +151,7 @@ def main(argv=None):
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
                           inception_path=opt.inception_path, fid_random_weights=opt.fid_random_weights,
                           batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress)
-    except (InputError, CheckpointError) as e:
+    except (InputError, CheckpointError, OptionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     output = opt.output or os.path.join(opt.results_dir, "metrics.json")

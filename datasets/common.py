@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from data.image_io import read_label
-from util.errors import InputError
+from util.errors import InputError, OptionError
 from util.io import write_bytes_atomic
 
 SPLIT_FOLDERS = ("images", "labels", "codes")
@@ -82,10 +82,10 @@ def add_common_arguments(parser):
     """Options shared by all preparation scripts."""
     parser.add_argument("--out_dir", required=True, help="output root: <out_dir>/<split>/{images,labels,codes}")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes for the conversion and for code extraction (default 1)")
     parser.add_argument("--skip_codes", action="store_true", help="do not run SPSE code extraction now")
-    parser.add_argument("--code_size", type=int, default=512,
+    parser.add_argument("--code_size", type=positive_int, default=512,
                         help="SPSE working resolution (the method uses 512; smaller only for quick tests)")
     parser.add_argument("--code_layout", choices=("lean", "release"), default="lean",
                         help="code-file layout: lean (J,512) float32 or release (J,1,1,1,512) float64")
@@ -98,6 +98,14 @@ def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
 
 
@@ -269,7 +277,7 @@ def extract_codes(out_dir, splits, label_nc, opt, report):
             summary = extract_dataset(d["images"], d["labels"], d["codes"], label_nc, size=opt.code_size,
                                       workers=opt.workers, overwrite=opt.overwrite, layout=opt.code_layout,
                                       progress=not opt.no_progress)
-        except InputError as e:
+        except (InputError, OptionError) as e:
             report.failures.append(f"code extraction for split {split!r}: {e}")
             continue
         report.codes[split] = summary

@@ -90,6 +90,8 @@ def convert_sample(root, image_path, index, image_out, label_out, size, overwrit
 def split_indices(indices, num_test):
     """Sorted indices -> ``{"train": [...], "test": [...]}``: the last ``num_test`` are the test set."""
     indices = sorted(indices)
+    if num_test < 0:
+        raise InputError(f"--num_test {num_test}: must be >= 0")
     if num_test > len(indices):
         raise InputError(f"--num_test {num_test} exceeds the {len(indices)} images found")
     cut = len(indices) - num_test
@@ -129,7 +131,7 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="folder holding CelebA-HQ-img and CelebAMask-HQ-mask-anno")
     p.add_argument("--size", type=common.positive_int, default=512, help="output side length in pixels")
-    p.add_argument("--num_test", type=int, default=2000, help="number of test images (the highest indices)")
+    p.add_argument("--num_test", type=common.nonnegative_int, default=2000, help="number of test images (the highest indices)")
     p.add_argument("--image_format", choices=("jpg", "png"), default="jpg", help="output image format")
     common.add_common_arguments(p)
     return p

@@ -113,6 +113,8 @@ def prepare(input_dirs, out_dir, num_test=100, size=None, zero_label="error", wo
     pairs = find_pairs(input_dirs, report)
     if not pairs:
         raise InputError(f"{', '.join(map(str, input_dirs))}: no cmp_*.jpg / cmp_*.png pairs found")
+    if num_test < 0:
+        raise InputError(f"--num_test {num_test}: must be >= 0")
     if num_test > len(pairs):
         raise InputError(f"--num_test {num_test} exceeds the {len(pairs)} image/label pairs found")
     cut = len(pairs) - num_test
@@ -134,7 +136,7 @@ def build_parser():
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--input_dirs", nargs="+", required=True, help="CMP folders (e.g. base extended)")
-    p.add_argument("--num_test", type=int, default=100, help="number of test pairs (the last ones)")
+    p.add_argument("--num_test", type=common.nonnegative_int, default=100, help="number of test pairs (the last ones)")
     p.add_argument("--size", type=common.positive_int, default=None,
                    help="resize to SIZE x SIZE (default: keep the original size)")
     p.add_argument("--zero_label", choices=("error", "background"), default="error",

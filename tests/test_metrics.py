@@ -293,3 +293,13 @@ def test_evaluate_cli_fid_plumbing_with_random_inception(tmp_path):
     report = json.loads(out.read_text())
     assert math.isfinite(report["mean"]["fid"]) and report["mean"]["fid"] >= 0
     assert "RANDOM" in report["settings"]["fid_weights"]
+
+
+def test_evaluate_rejects_bad_fid_device(tmp_path, capsys):
+    res, gt = _make_folders(tmp_path, n=2)
+    argv = ["--results_dir", str(res), "--gt_dir", str(gt), "--no_progress", "--fid", "--fid_random_weights"]
+    assert evaluate.main(argv + ["--device", "toaster"]) == 2
+    assert "--device 'toaster'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert evaluate.main(argv + ["--device", "cuda:0"]) == 2
+        assert "not available" in capsys.readouterr().err
