@@ -44,8 +44,9 @@ class PerClassLinear(nn.Module):
             nn.init.kaiming_uniform_(self.weight.data[j], a=5 ** 0.5)
 
     def forward(self, x):
-        # one batched matmul over classes: (J, B, in) @ (J, in, out) + (J, 1, out)
-        return torch.baddbmm(self.bias[:, None, :], x.transpose(0, 1), self.weight.transpose(1, 2)).transpose(0, 1)
+        # one batched matmul over classes, (J, out, in) @ (J, in, B) + (J, out, 1), laid out so that
+        # the weight gradient comes out contiguous in the parameter's own (J, out, in) layout
+        return torch.baddbmm(self.bias[:, :, None], self.weight, x.permute(1, 2, 0)).permute(2, 0, 1)
 
 
 class SpadeBranch(nn.Module):
