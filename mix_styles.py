@@ -26,8 +26,9 @@ The architecture comes from ``checkpoints/<name>/opt.json`` as in
 ``<which_epoch>_net_G.pth`` (this project's or the release's). Output:
 ``<mix_dir>/index.html`` (default ``results/<name>/mix_<which_epoch>``), a grid
 with one row per source: its label map, its reconstruction, then one cell per
-(style, alpha); the first row shows the style images. ``mix.json`` lists every
-cell's image file.
+(style, alpha), and with ``--edit_rgb dr,dg,db`` a column where the chosen
+classes' codes are shifted in colour instead; the first row shows the style
+images. ``mix.json`` lists every cell's image file.
 """
 import json
 import os
@@ -37,7 +38,7 @@ from data.image_io import read_label, read_rgb, stem
 from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
 from options.test_options import TestOptions
 from util.errors import CheckpointError, InputError, OptionError
-from util.style_mixing import StyleMixer, mix_grid
+from util.style_mixing import StyleMixer, mix_grid, shift_class_colour
 
 
 class MixOptions(TestOptions):
@@ -59,6 +60,9 @@ class MixOptions(TestOptions):
                                                         "or hair,cloth")
         g.add_argument("--class_names", default=None, help="classes.txt giving the class names")
         g.add_argument("--alpha", default="1", help="comma-separated blend factors; 1 replaces the code")
+        g.add_argument("--edit_rgb", default=None,
+                       help="also edit the chosen classes by adding dr,dg,db (code units = colour in [0, 1]) "
+                            "to their codes, e.g. 0.2,0,-0.1; shown as an extra column")
         g.add_argument("--spse_size", type=int, default=512, help="SPSE working resolution for extraction")
         g.add_argument("--mix_dir", default=None, help="output folder (default results/<name>/mix_<epoch>)")
         g.add_argument("--no_progress", action="store_true", help="hide progress bars")
@@ -102,12 +106,28 @@ def check_counts(opt):
         if len(opt.style_images) != len(opt.style_labels):
             raise OptionError(f"--style_images ({len(opt.style_images)}) and --style_labels "
                               f"({len(opt.style_labels)}) must pair up one to one")
-    else:
-        raise OptionError("no style source: give --style_codes, or --style_images with --style_labels")
+    elif opt.style_images or opt.style_labels:
+        raise OptionError("--style_images need --style_labels (codes extracted) or --style_codes (display)")
+    elif opt.edit_rgb is None:
+        raise OptionError("no style source: give --style_codes, or --style_images with --style_labels "
+                          "(or only --edit_rgb for a colour edit)")
+
+
+def parse_rgb(text):
+    """``"0.2,0,-0.1"`` -> ``(0.2, 0.0, -0.1)``; raises :class:`OptionError` unless 3 numbers."""
+    try:
+        values = tuple(float(t) for t in str(text).split(","))
+    except ValueError as e:
+        raise OptionError(f"--edit_rgb {text!r}: expected three comma-separated numbers") from e
+    if len(values) != 3:
+        raise OptionError(f"--edit_rgb {text!r}: expected three comma-separated numbers")
+    return values
 
 
 def load_styles(opt, mixer, progress=True):
     """``[(name, raw codes (label_nc, 512))]`` of the style sources (files or SPSE extraction)."""
+    if not opt.style_codes and not opt.style_labels:
+        return []
     if opt.style_codes:
         return [(stem(p), mixer.load_codes(p)) for p in opt.style_codes]
     from tqdm import tqdm
@@ -141,8 +161,12 @@ def cell_name(source, style, alpha):
     return f"mixed/{source}__{style}__a{alpha:g}.png"
 
 
-def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid):
-    """Write ``index.html`` (dominate grid via util.html) and ``mix.json``; returns the page path."""
+def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb=None):
+    """Write ``index.html`` (dominate grid via util.html) and ``mix.json``; returns the page path.
+
+    ``grid`` is :func:`util.style_mixing.mix_grid`'s result, plus ``grid["edited"]``
+    (``{source: image}``) when ``edit_rgb`` is given.
+    """
     from dominate.tags import a, br, img, p, table, td, th, tr
 
     from util import html
@@ -152,7 +176,7 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
     page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}), classes {class_label}")
     width = opt.display_winsize
     style_images = dict(zip([s for s, _ in styles], opt.style_images or []))
-    manifest = {"classes": classes, "alphas": alphas, "rows": []}
+    manifest = {"classes": classes, "alphas": alphas, "edit_rgb": edit_rgb, "rows": []}
 
     def cell(src, caption):
         with td(style="word-wrap: break-word;", halign="center", valign="top"):
@@ -176,6 +200,8 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
                             img(style=f"width:{width}px", src=os.path.join("images", shown[style_name]))
                             br()
                         p(f"style {style_name}" + (f", alpha {alpha:g}" if alphas != [1.0] else ""))
+            if edit_rgb is not None:
+                th(f"colour edit {edit_rgb}")
         for src_name, label, _ in sources:
             row = {"source": src_name,
                    "label": page.save_image(f"labels/{src_name}.png", tensor2label(label, opt.semantic_nc)),
@@ -192,6 +218,9 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
                         row["cells"].append({"style": style_name, "alpha": alpha, "image": name})
                         cell(name, f"{class_label} from {style_name}" + (f", alpha {alpha:g}"
                                                                            if alphas != [1.0] else ""))
+                if edit_rgb is not None:
+                    row["edited"] = page.save_image(f"edited/{src_name}.png", grid["edited"][src_name])
+                    cell(row["edited"], f"{class_label} shifted by {edit_rgb}")
             manifest["rows"].append(row)
     write_text_atomic(os.path.join(mix_dir, "mix.json"), json.dumps(manifest, indent=2) + "\n")
     return page.save()
@@ -208,6 +237,7 @@ def main(argv=None, model=None):
     progress = not opt.no_progress
     check_counts(opt)
     alphas = parse_alphas(opt.alpha)
+    edit_rgb = parse_rgb(opt.edit_rgb) if opt.edit_rgb is not None else None
     names_path = opt.class_names or find_class_names(opt.source_labels[0])
     names = read_class_names(names_path) if names_path else None
     classes = parse_class_list(opt.classes, opt.label_nc, names)
@@ -225,8 +255,11 @@ def main(argv=None, model=None):
         if dupes:
             raise OptionError(f"{what} files share the stem(s) {', '.join(dupes)}; stems name the grid cells")
     grid = mix_grid(mixer, sources, styles, classes, alphas, progress=progress)
+    if edit_rgb is not None:
+        grid["edited"] = {name: mixer.generate(label, shift_class_colour(codes, classes, edit_rgb), name)
+                          for name, label, codes in sources}
     mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name, f"mix_{opt.which_epoch}")
-    path = write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid)
+    path = write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb)
     print(f"{len(sources)} source(s) x {len(styles)} style(s) x {len(alphas)} alpha(s); page: {path}")
     return path
 

@@ -242,6 +242,20 @@ def test_cli_alpha_blend_with_codes_extracted_on_the_fly(trained):
     assert change[disc].mean() > 3 * change[~disc].mean()
 
 
+def test_cli_colour_edit_column(trained):
+    out = trained.root / "mix_edit"
+    s = trained.samples
+    mix_styles.main(_base_argv(trained, out) + ["--classes", "disc", "--edit_rgb", "0.4,0,0"])
+    row = json.loads((out / "mix.json").read_text())["rows"][0]
+    assert row["cells"] == []  # no style source: only the edit column
+    edited = read_rgb(str(out / "images" / row["edited"])).astype(float)
+    recon = read_rgb(str(out / "images" / row["reconstruction"])).astype(float)
+    disc = s[0].label == 2
+    red_gain = (edited - recon)[..., 0]
+    assert red_gain[disc].mean() > 10  # the disc gets redder...
+    assert np.abs(edited - recon).mean(-1)[disc].mean() > 3 * np.abs(edited - recon).mean(-1)[~disc].mean()
+
+
 def test_cli_errors_are_clear(trained, capsys):
     out = trained.root / "mix_err"
     base = _base_argv(trained, out) + ["--style_codes", trained.samples[1].code_path]
@@ -253,3 +267,5 @@ def test_cli_errors_are_clear(trained, capsys):
         mix_styles.main(base + ["--classes", "1", "--which_epoch", "7"])
     with pytest.raises(OptionError, match="no style source"):
         mix_styles.main(_base_argv(trained, out) + ["--classes", "1"])
+    with pytest.raises(OptionError, match="three comma-separated"):
+        mix_styles.main(_base_argv(trained, out) + ["--classes", "1", "--edit_rgb", "0.1,0.2"])
