@@ -42,6 +42,9 @@ def build_parser():
     p.add_argument("--inception_path", default=None,
                    help=f"local path of {metrics.FID_WEIGHTS_NAME} (default: torch hub cache)")
     p.add_argument("--fid_random_weights", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--fid_gt_stats", default=None,
+                   help="cache file (.npz) for the ground truth's Inception statistics: used when it lists the "
+                        "same ground-truth stems, otherwise (re)computed and written")
     p.add_argument("--batch_size", type=int, default=16, help="FID batch size")
     p.add_argument("--device", default="cpu", help="device for the Inception network (cpu, cuda, cuda:1)")
     p.add_argument("--output", default=None, help="JSON output path (default: <results_dir>/metrics.json)")
@@ -50,7 +53,8 @@ def build_parser():
 
 
 def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=False, allow_unpaired=False, fid=False,
-             inception_path=None, fid_random_weights=False, batch_size=16, device="cpu", progress=True):
+             inception_path=None, fid_random_weights=False, batch_size=16, device="cpu", progress=True,
+             fid_gt_stats=None):
     """Compute the metrics for all stem-matched pairs of two folders.
 
     Returns a dict: ``mean`` (see :func:`util.metrics.summarise`, plus ``fid``
@@ -90,7 +94,12 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
         raise InputError("no image pair could be evaluated:\n  " + "\n  ".join(failures))
     mean = metrics.summarise(values)
     ok = [(r, t) for r, t in pairs if stem(r) in per_image]
-    if fid:
+    fid_cache_used = None
+    if fid and fid_gt_stats:
+        mean["fid"], fid_cache_used = metrics.fid_with_target_cache(
+            [r for r, _ in ok], [t for _, t in ok], model, fid_gt_stats, batch_size=batch_size, device=device,
+            progress=progress)
+    elif fid:
         mean["fid"] = metrics.fid_from_paths([r for r, _ in ok], [t for _, t in ok], model,
                                              batch_size=batch_size, device=device, progress=progress)
     settings = {
@@ -101,6 +110,8 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
                 + ("luminance" if gray_ssim else "mean over RGB channels"),
         "fid_weights": ("RANDOM (plumbing test only)" if fid_random_weights else
                         (metrics.resolve_inception_path(inception_path) if fid else None)),
+        "fid_gt_stats": (None if not (fid and fid_gt_stats) else
+                         {"path": os.path.abspath(fid_gt_stats), "loaded_from_cache": fid_cache_used}),
     }
     return {"mean": mean, "per_image": per_image, "settings": settings, "unpaired": unpaired,
             "failures": failures}
@@ -150,7 +161,8 @@ def main(argv=None):
                           gaussian_ssim=opt.gaussian_ssim,
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
                           inception_path=opt.inception_path, fid_random_weights=opt.fid_random_weights,
-                          batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress)
+                          batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress,
+                          fid_gt_stats=opt.fid_gt_stats)
     except (InputError, CheckpointError, OptionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -303,3 +303,44 @@ def test_evaluate_rejects_bad_fid_device(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert evaluate.main(argv + ["--device", "cuda:0"]) == 2
         assert "not available" in capsys.readouterr().err
+
+
+def test_fid_ground_truth_statistics_cache(tmp_path, monkeypatch):
+    # the cache logic does not depend on the network: stand-in activations keep this test fast
+    calls = []
+
+    def fake_activations(paths, model, batch_size=16, device="cpu", progress=True):
+        calls.append(len(paths))
+        rows = [metrics.read_rgb(p).astype(np.float64).ravel()[:16] for p in paths]  # 16-D stand-ins
+        return np.stack(rows)
+
+    monkeypatch.setattr(metrics, "inception_activations", fake_activations)
+    monkeypatch.setattr(metrics, "build_fid_inception", lambda *a, **k: None)
+    res, gt = _make_folders(tmp_path, n=3)
+    stats = tmp_path / "gt_stats.npz"
+    first = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+                              progress=False)
+    assert calls == [3, 3] and stats.is_file()
+    assert first["settings"]["fid_gt_stats"]["loaded_from_cache"] is False
+    second = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+                              progress=False)
+    assert calls == [3, 3, 3]  # only the results went through the network
+    assert second["settings"]["fid_gt_stats"]["loaded_from_cache"] is True
+    assert second["mean"]["fid"] == first["mean"]["fid"] > 0
+    # the uncached path (nuclear-norm form) gives the same distance; with rank-deficient
+    # covariances (3 samples) the eigendecomposition form loses a few digits
+    plain = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, progress=False)
+    assert plain["mean"]["fid"] == pytest.approx(first["mean"]["fid"], rel=1e-5)
+    # another ground-truth set: the cache is recomputed, not trusted
+    (gt / "2.png").unlink()
+    (res / "2.png").unlink()
+    third = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+                              progress=False)
+    assert third["settings"]["fid_gt_stats"]["loaded_from_cache"] is False
+    assert metrics.load_statistics(str(stats))[2] == ["0", "1"]
+    stats.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="gt_stats.npz"):
+        metrics.load_statistics(str(stats))
+    fourth = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+                              progress=False)
+    assert fourth["settings"]["fid_gt_stats"]["loaded_from_cache"] is False

@@ -367,3 +367,59 @@ def fid_from_paths(result_paths, target_paths, model, batch_size=16, device="cpu
     acts1 = inception_activations(result_paths, model, batch_size, device, progress)
     acts2 = inception_activations(target_paths, model, batch_size, device, progress)
     return fid_from_activations(acts1, acts2)
+
+
+def save_statistics(path, mu, sigma, stems):
+    """Atomically save FID statistics (mean ``(D,)``, covariance ``(D, D)``) and the image stems (``.npz``)."""
+    import io
+
+    from util.io import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
+             stems=np.asarray(list(stems), dtype=str))
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_statistics(path):
+    """Load ``(mu, sigma, stems)`` saved by :func:`save_statistics`; errors name the file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            mu, sigma, stems = f["mu"], f["sigma"], [str(s) for s in f["stems"]]
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: FID statistics file not found") from e
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise InputError(f"{path}: unreadable FID statistics file ({e})") from e
+    d = mu.shape[0] if mu.ndim == 1 else -1
+    if d < 1 or sigma.shape != (d, d):
+        raise InputError(f"{path}: FID statistics have shapes {mu.shape} and {sigma.shape}")
+    return mu, sigma, stems
+
+
+def fid_with_target_cache(result_paths, target_paths, model, stats_path, batch_size=16, device="cpu",
+                          progress=True):
+    """FID where the target set's statistics are cached in ``stats_path`` (``.npz``).
+
+    The cache is used when it exists and lists exactly the stems of
+    ``target_paths`` (in order); otherwise the target statistics are computed
+    and (re)written. Returns ``(fid, cache_used)``. Both sets need at least
+    2 images. The distance uses :func:`frechet_distance` on the statistics.
+    """
+    from data.image_io import stem
+
+    stems = [stem(p) for p in target_paths]
+    cached = None
+    if os.path.isfile(stats_path):
+        try:
+            cached = load_statistics(stats_path)
+        except InputError:
+            cached = None  # unreadable cache: recompute and overwrite it
+    if cached is not None and cached[2] == stems:
+        mu2, s2, used = cached[0], cached[1], True
+    else:
+        mu2, s2 = activation_statistics(inception_activations(target_paths, model, batch_size, device,
+                                                              progress))
+        save_statistics(stats_path, mu2, s2, stems)
+        used = False
+    mu1, s1 = activation_statistics(inception_activations(result_paths, model, batch_size, device, progress))
+    return frechet_distance(mu1, s1, mu2, s2), used
