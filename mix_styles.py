@@ -137,8 +137,11 @@ def load_styles(opt, mixer, progress=True):
     styles = []
     pairs = list(zip(opt.style_images, opt.style_labels))
     for image_path, label_path in tqdm(pairs, desc="SPSE", disable=not progress, unit="img"):
-        codes = extract_style_codes(read_rgb(image_path), read_label(label_path), opt.label_nc,
-                                    size=opt.spse_size)
+        try:
+            codes = extract_style_codes(read_rgb(image_path), read_label(label_path), opt.label_nc,
+                                        size=opt.spse_size)
+        except InputError as e:
+            raise InputError(f"{image_path} / {label_path}: style code extraction failed ({e})") from e
         styles.append((stem(image_path), codes))
     return styles
 
