@@ -5,6 +5,7 @@ import torch
 from models.networks import SuperStyleNetGenerator, default_opt, load_vgg19
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import InputError, OptionError
+from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def one_hot(label, n):
@@ -24,12 +25,12 @@ def make_batch(b, label_nc, h, w, seed=0, dontcare=False):
 
 def test_model_modes_and_loss_names():
     torch.manual_seed(0)
-    opt = default_opt(label_nc=3, ngf=4, crop_size=64)
+    opt = default_opt(label_nc=3, ngf=4, crop_size=32, ndf=16)
     model = SuperStyleNetModel(opt, vgg=load_vgg19(random_init=True))
-    data = make_batch(2, 3, 64, 64)
+    data = make_batch(2, 3, 32, 32)
     losses, fake = model(data, "generator")
     assert set(losses) == {"GAN", "GAN_Feat", "VGG"}
-    assert fake.shape == (2, 3, 64, 64) and fake.abs().max() <= 1
+    assert fake.shape == (2, 3, 32, 32) and fake.abs().max() <= 1
     assert model.loss_weights == {"GAN": 1.0, "GAN_Feat": 10.0, "VGG": 10.0, "D_Fake": 1.0, "D_real": 1.0}
     model.weighted_sum(losses).backward()
     assert model.netG.fc.weight.grad is not None and model.netG.fc.weight.grad.abs().sum() > 0
@@ -40,7 +41,7 @@ def test_model_modes_and_loss_names():
     sum(d_losses.values()).backward()
     assert model.netG.fc.weight.grad is None  # D step never reaches G
     out = model(data, "inference")
-    assert out.shape == (2, 3, 64, 64) and not out.requires_grad
+    assert out.shape == (2, 3, 32, 32) and not out.requires_grad
 
 
 @pytest.mark.parametrize("mode,crop,aspect,expected", [

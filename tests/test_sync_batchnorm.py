@@ -7,6 +7,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 from models.networks.sync_batchnorm import SyncBatchNorm2d
+from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def test_single_process_matches_batchnorm_values_grads_and_running_stats():
