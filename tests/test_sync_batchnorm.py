@@ -47,18 +47,22 @@ def test_affine_variant_and_state_dict_interchange():
         ours(torch.randn(2, 4, 3, 3, dtype=torch.float64))
 
 
-def _worker(rank, world, init_file, x_full, up_full, result_file):
+def _worker(rank, world, init_file, x_full, up_full, splits, result_file):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world)
     try:
-        bn = SyncBatchNorm2d(x_full.shape[1]).double().train()
-        half = x_full.shape[0] // world
-        x = x_full[rank * half:(rank + 1) * half].clone().requires_grad_()
-        y = bn(x)
-        (y * up_full[rank * half:(rank + 1) * half]).sum().backward()
-        torch.save({"y": y.detach(), "grad": x.grad, "state": bn.state_dict()}, f"{result_file}.{rank}")
+        results = []
+        for split in splits:  # per-rank batch sizes, e.g. (2, 2) and the uneven (1, 3)
+            bn = SyncBatchNorm2d(x_full.shape[1]).double().train()
+            start = sum(split[:rank])
+            sl = slice(start, start + split[rank])
+            x = x_full[sl].clone().requires_grad_()
+            y = bn(x)
+            (y * up_full[sl]).sum().backward()
+            results.append({"y": y.detach(), "grad": x.grad, "state": bn.state_dict()})
+        torch.save(results, f"{result_file}.{rank}")
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -70,7 +74,8 @@ def test_two_process_gloo_equals_single_process_full_batch(tmp_path):
     up_full = torch.randn_like(x_full)
     init_file = str(tmp_path / "pg_init")
     result = str(tmp_path / "result")
-    mp.spawn(_worker, args=(2, init_file, x_full, up_full, result), nprocs=2, join=True)
+    splits = [(2, 2), (1, 3)]
+    mp.spawn(_worker, args=(2, init_file, x_full, up_full, splits, result), nprocs=2, join=True)
 
     ref = nn.BatchNorm2d(3, affine=False).double()
     x_ref = x_full.clone().requires_grad_()
@@ -78,8 +83,10 @@ def test_two_process_gloo_equals_single_process_full_batch(tmp_path):
     (y_ref * up_full).sum().backward()
     for rank in range(2):
         got = torch.load(f"{result}.{rank}")
-        sl = slice(rank * 2, rank * 2 + 2)
-        torch.testing.assert_close(got["y"], y_ref[sl].detach())
-        torch.testing.assert_close(got["grad"], x_ref.grad[sl])
-        for k, v in ref.state_dict().items():
-            torch.testing.assert_close(got["state"][k], v)
+        for split, res in zip(splits, got):
+            start = sum(split[:rank])
+            sl = slice(start, start + split[rank])
+            torch.testing.assert_close(res["y"], y_ref[sl].detach())
+            torch.testing.assert_close(res["grad"], x_ref.grad[sl])
+            for k, v in ref.state_dict().items():
+                torch.testing.assert_close(res["state"][k], v)
