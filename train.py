@@ -109,8 +109,8 @@ def main(argv=None, model=None):
         if stop:
             break
         if main_process:
-            trainer.save("latest", epoch, epoch_iter)
-            if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:
+            if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
+                trainer.save("latest", epoch, epoch_iter)
                 trainer.save(str(epoch), epoch, epoch_iter)
             print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
                   f"lr {trainer.current_lr:.3g}")

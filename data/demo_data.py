@@ -1,7 +1,7 @@
 """Small datasets that need no download: the demo's sample set and synthetic test data.
 
 Sample set (:func:`build_sample_dataset`): colour photographs bundled with
-scikit-image (astronaut, chelsea, coffee, rocket, ...). They come with no
+scikit-image (astronaut, chelsea, coffee, rocket, ...; all ship inside the package). They come with no
 semantic annotation, so the label maps are made, deterministically, by colour
 clustering: every photo is resized, converted to CIELAB, and each pixel gets
 the index of the nearest of ``label_nc`` cluster centres. The centres come
@@ -24,7 +24,7 @@ from PIL import Image
 from data.codes import STYLE_DIM, save_codes
 from util.io import save_image_atomic
 
-SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "cat", "retina",
+SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "motorcycle", "retina",
                  "colorwheel")
 
 
@@ -33,7 +33,7 @@ def _skimage_photo(name):
 
     loader = {"astronaut": skdata.astronaut, "chelsea": skdata.chelsea, "coffee": skdata.coffee,
               "rocket": skdata.rocket, "immunohistochemistry": skdata.immunohistochemistry,
-              "cat": skdata.cat, "retina": skdata.retina, "colorwheel": skdata.colorwheel}[name]
+              "motorcycle": lambda: skdata.stereo_motorcycle()[0], "retina": skdata.retina, "colorwheel": skdata.colorwheel}[name]
     return np.asarray(loader())[..., :3]
 
 
