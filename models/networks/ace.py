@@ -40,8 +40,8 @@ class PerClassLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(num_classes, out_features))
-        for j in range(num_classes):
-            nn.init.kaiming_uniform_(self.weight.data[j], a=5 ** 0.5)
+        bound = 1.0 / in_features ** 0.5  # nn.Linear's default per slice; init_weights() replaces it
+        nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x):
         # one batched matmul over classes, (J, out, in) @ (J, in, B) + (J, out, 1), laid out so that
