@@ -122,3 +122,40 @@ def test_corrupt_checkpoints_give_clear_errors(trained, tmp_path):
     os.remove(folder / "latest_train_state.pth")
     with pytest.raises(CheckpointError, match="latest_train_state.pth.*not found"):
         train.main(args)
+
+
+def test_release_layout_generator_checkpoint_works_without_opt_json(trained, tmp_path):
+    """A checkpoint in the release's key layout (fc_mu0..fc_mu18, unused Gsas.fc), no opt.json."""
+    import re as _re
+
+    import numpy as np
+    from PIL import Image
+
+    src_tmp, dirs, _, trainer = trained
+    native = trainer.model.netG.state_dict()
+    release = {}
+    for key, value in native.items():
+        m = _re.match(r"^(.+)\.fc_mu\.(weight|bias)$", key)
+        if not m:
+            release[key] = value.clone()
+            continue
+        for j in range(19):  # the release always built 19 per-class layers
+            release[f"{m[1]}.fc_mu{j}.{m[2]}"] = value[j].clone() if j < value.shape[0] else torch.randn_like(value[0])
+        if m[2] == "weight":
+            release[f"{m[1]}.Gsas.fc.weight"] = torch.zeros(512, 1024)
+            release[f"{m[1]}.Gsas.fc.bias"] = torch.zeros(512)
+    folder = tmp_path / "ck" / "release"
+    folder.mkdir(parents=True)
+    torch.save(release, folder / "latest_net_G.pth")
+    images, labels, codes = dirs
+    results = tmp_path / "res"
+    common = ["--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1", "--label_dir", labels,
+              "--image_dir", images, "--instance_dir", codes, "--results_dir", str(results), "--how_many", "1"]
+    test_script = load_test_script()
+    # as in the release, the user passes the architecture flags
+    test_script.main(["--name", "release", "--label_nc", "4", "--crop_size", "32", "--ngf", "4"] + common)
+    shutil_src = src_tmp / "ck"
+    test_script.main(["--name", "smoke", "--checkpoints_dir", str(shutil_src)] + common[2:])
+    a = np.asarray(Image.open(results / "release" / "test_latest" / "images" / "synthesized_image" / "img0.png"))
+    b = np.asarray(Image.open(results / "smoke" / "test_latest" / "images" / "synthesized_image" / "img0.png"))
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
