@@ -44,18 +44,11 @@ MODELS = ("superstylenet",)
 
 
 def _model_option_setters(model_name):
-    """Option setters of the model (which chains those of its networks and losses).
-
-    Returns an empty list while the model package is not importable, so that the
-    options stay usable on their own (the error surfaces when the model is built).
-    """
+    """Option setters of the model (which chains those of its networks and losses)."""
     if model_name not in MODELS:
         raise OptionError(f"--model {model_name!r}: unknown model; choose from {', '.join(MODELS)}")
-    try:
-        from models.superstylenet_model import SuperStyleNetModel
-    except ImportError as e:  # pragma: no cover - only while the model package is incomplete
-        print(f"[options] note: model options unavailable ({e})", file=sys.stderr)
-        return []
+    from models.superstylenet_model import SuperStyleNetModel
+
     return [SuperStyleNetModel.modify_commandline_options]
 
 
