@@ -1,0 +1,126 @@
+"""Dataset registry and data loading (imported lazily through the ``data`` package).
+
+:func:`create_dataset` builds the dataset of ``opt.dataset_mode`` from an
+explicit registry; :func:`create_dataloader` wraps it in a ``DataLoader`` with
+a :class:`ResumableSampler`, which
+
+* shuffles with a generator seeded by ``(seed, epoch)`` (no global RNG), unless
+  ``--serial_batches``;
+* splits each global batch across distributed ranks the way
+  ``torch.utils.data.distributed.DistributedSampler`` does (rank ``r`` takes
+  every ``world``-th index starting at ``r``), so the union of the ranks'
+  batches ``b`` is exactly the single-process batch ``b``;
+* can start part-way through an epoch (exact ``--continue_train``).
+"""
+import math
+
+import numpy as np
+import torch
+
+
+def _dataset_registry():
+    from data.custom_dataset import CustomDataset
+
+    return {"custom": CustomDataset}
+
+
+def create_dataset(opt):
+    """Instantiate the dataset class registered for ``opt.dataset_mode``."""
+    registry = _dataset_registry()
+    if opt.dataset_mode not in registry:
+        from util.errors import OptionError
+
+        raise OptionError(f"--dataset_mode {opt.dataset_mode!r}: unknown; choose from {sorted(registry)}")
+    return registry[opt.dataset_mode](opt)
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Per-rank index sampler with a deterministic per-epoch order and a start offset.
+
+    ``n``: dataset length; ``global_batch``: samples per step over all ranks. In
+    training (``drop_last``) the order is cut to a whole number of global
+    batches, so all ranks make the same number of steps.
+    """
+
+    def __init__(self, n, shuffle, seed=0, rank=0, world_size=1, global_batch=1, drop_last=True):
+        if global_batch % world_size:
+            raise ValueError(f"batch size {global_batch} is not divisible by the number of processes {world_size}")
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.global_batch, self.drop_last = global_batch, drop_last
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch):
+        """Use the order of ``epoch`` (int); resets the start offset."""
+        self.epoch, self.start_batch = int(epoch), 0
+
+    def set_start_batch(self, batch_index):
+        """Skip the first ``batch_index`` batches of the current epoch (resume)."""
+        self.start_batch = int(batch_index)
+
+    def global_order(self):
+        """All indices of the current epoch in order (before splitting across ranks)."""
+        if self.shuffle:
+            g = np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch, 7919])
+            order = g.permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        if self.drop_last:
+            order = order[: (self.n // self.global_batch) * self.global_batch]
+        else:
+            total = math.ceil(self.n / self.world_size) * self.world_size
+            if total > self.n and self.n:
+                order = np.concatenate([order, order[: total - self.n]])
+        return order
+
+    def batches_per_epoch(self):
+        """Number of steps in one epoch."""
+        return math.ceil(len(self.global_order()) / self.global_batch) if self.n else 0
+
+    def __iter__(self):
+        mine = self.global_order()[self.rank:: self.world_size]
+        skip = self.start_batch * (self.global_batch // self.world_size)
+        return iter(int(i) for i in mine[skip:])
+
+    def __len__(self):
+        mine = len(self.global_order()[self.rank:: self.world_size])
+        return max(0, mine - self.start_batch * (self.global_batch // self.world_size))
+
+
+def collate(items):
+    """Stack a list of item dicts into the batch dict (``path`` stays a list of str)."""
+    return {
+        "label": torch.stack([it["label"] for it in items]),
+        "image": torch.stack([it["image"] for it in items]),
+        "codes": torch.stack([it["codes"] for it in items]),
+        "path": [it["path"] for it in items],
+    }
+
+
+def create_dataloader(opt, rank=0, world_size=1):
+    """``DataLoader`` over :func:`create_dataset` for this rank.
+
+    ``opt.batchSize`` is the global batch; each of ``world_size`` ranks loads
+    ``batchSize / world_size`` samples per step. The loader's ``sampler`` and
+    ``dataset`` expose ``set_epoch``; call both at each epoch start.
+    """
+    from util.errors import OptionError
+
+    dataset = create_dataset(opt)
+    if len(dataset) == 0:
+        from util.errors import InputError
+
+        raise InputError(f"{opt.label_dir}: dataset is empty")
+    if opt.batchSize % world_size:
+        raise OptionError(f"--batchSize {opt.batchSize} must be divisible by the number of processes {world_size}")
+    if opt.isTrain and len(dataset) < opt.batchSize:
+        raise OptionError(f"--batchSize {opt.batchSize} is larger than the dataset ({len(dataset)} samples)")
+    sampler = ResumableSampler(len(dataset), shuffle=not opt.serial_batches, seed=getattr(opt, "seed", 0),
+                               rank=rank, world_size=world_size, global_batch=opt.batchSize,
+                               drop_last=opt.isTrain)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=opt.batchSize // world_size, sampler=sampler, num_workers=int(opt.nThreads),
+        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(getattr(opt, "gpu_ids", [])),
+        # a private generator: creating an iterator must not consume the global torch RNG,
+        # which the model's noise injection uses (exact resume depends on it)
+        generator=torch.Generator().manual_seed(int(getattr(opt, "seed", 0))))
