@@ -37,7 +37,7 @@ import sys
 from data.image_io import read_label, read_rgb, stem
 from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
 from options.test_options import TestOptions
-from util.errors import CheckpointError, InputError, OptionError
+from util.errors import InputError, OptionError, run_cli
 from util.style_mixing import StyleMixer, mix_grid, shift_class_colour
 
 
@@ -269,12 +269,7 @@ def main(argv=None, model=None):
 
 def cli(argv=None):
     """Command-line entry: run :func:`main`; returns 0, or 2 after printing a clear error."""
-    try:
-        main(argv)
-    except (InputError, OptionError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

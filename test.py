@@ -85,10 +85,6 @@ def main(argv=None, model=None):
 
 
 if __name__ == "__main__":
-    from util.errors import CheckpointError, InputError, OptionError
+    from util.errors import run_cli
 
-    try:
-        main()
-    except (InputError, OptionError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_cli(main))

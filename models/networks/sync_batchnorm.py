@@ -8,8 +8,9 @@
 * Training mode, single process (or ``torch.distributed`` not initialised, or
   world size 1): exactly ``F.batch_norm`` with batch statistics.
 * Training mode with ``torch.distributed`` initialised and world size > 1: the
-  per-channel sum, sum of squares and element count are all-reduced over the
-  default process group with an autograd-aware all-reduce (:class:`AllReduceSum`,
+  per-channel sum and element count, then the per-channel sum of squared
+  deviations from the global mean (two passes, as in one process), are
+  all-reduced over the default process group with an autograd-aware all-reduce (:class:`AllReduceSum`,
   the same rule as ``torch.distributed.nn.functional.all_reduce``, which torch
   2.14 deprecates: the gradient of a sum all-reduce is the sum all-reduce of
   the gradients), so the forward pass uses the
@@ -102,19 +103,22 @@ class SyncBatchNorm2d(nn.Module):
         return self._forward_distributed(x)
 
     def _forward_distributed(self, x):
+        # Two passes, as a single-process batch norm does: first the global
+        # mean, then the global sum of squared deviations from it. (The
+        # one-pass E[x²] - E[x]² loses float32 precision when |mean| >> std.)
         c = self.num_features
         local_count = x.new_full((1,), float(x.numel() // c))
-        stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), local_count])
-        stats = AllReduceSum.apply(stats)
-        total_sum, total_sq, count = stats[:c], stats[c:2 * c], stats[2 * c]
+        stats = AllReduceSum.apply(torch.cat([x.sum(dim=(0, 2, 3)), local_count]))
+        total_sum, count = stats[:c], stats[c]
         mean = total_sum / count
-        var = (total_sq / count - mean * mean).clamp_min(0.0)
+        centred = x - mean.view(1, c, 1, 1)
+        var = AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3))) / count
         with torch.no_grad():
             n = count.item()
             unbiased = var * (n / max(n - 1.0, 1.0))
             self.running_mean.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
             self.running_var.mul_(1.0 - self.momentum).add_(self.momentum * unbiased.detach())
-        out = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        out = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         return out
