@@ -8,6 +8,8 @@ Label maps (deterministic, 10-19 classes, computed from each photo):
   mean colours are grouped into C classes by k-means (scipy ``kmeans2``,
   seed 0, ``minit='++'``); C = 10 + (image index * 3) % 10. Each class is a
   union of a few spatially coherent regions of similar colour.
+* ``parts`` (like face parsing: one compact region per class): SLIC of the
+  photo into about C segments (compactness 20), each segment one class;
 * ``quantised`` (worst case for the bounding-box crop): per-pixel k-means
   colour quantisation into C classes; classes are scattered over the whole
   image, so their bounding boxes are nearly the full image.
@@ -26,7 +28,7 @@ Ours: ``data.spse.extract_style_codes`` in-process, and the whole job
 ``data.spse_job.extract_dataset`` (reading PNGs, writing .npy files) with
 ``--workers 1`` and ``2`` (pool start-up included).
 
-Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|quantised] [--size 512]``
+Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|parts|quantised] [--size 512]``
 """
 import argparse
 import os
@@ -88,6 +90,8 @@ def _make_label(image, n_classes, kind):
                           for c in range(3)], axis=1) / np.maximum(counts, 1)[:, None]
         _, assign = kmeans2(means, n_classes, seed=0, minit="++")
         label = assign[regions]
+    elif kind == "parts":
+        label = slic(rgb, n_segments=n_classes, compactness=20, start_label=0, channel_axis=-1)
     elif kind == "quantised":
         pixels = rgb.reshape(-1, 3)
         sample = pixels[:: max(1, pixels.shape[0] // 20000)]
@@ -169,7 +173,7 @@ def _peak_traced(fn):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 images instead of 8")
-    parser.add_argument("--labels", default="regions", choices=["regions", "quantised"])
+    parser.add_argument("--labels", default="regions", choices=["regions", "parts", "quantised"])
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)
 
