@@ -35,7 +35,8 @@ def trained(tmp_path_factory):
     dirs = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=4)
     args = tiny_args(tmp_path, dirs)
     trainer = train.main(args + ["--batchSize", "2", "--niter", "1", "--niter_decay", "1",
-                                 "--print_freq", "2", "--display_freq", "2", "--save_epoch_freq", "1"])
+                                 "--print_freq", "2", "--display_freq", "2", "--save_epoch_freq", "1",
+                                 "--tf_log"])
     return tmp_path, dirs, args, trainer
 
 
@@ -59,6 +60,12 @@ def test_training_writes_checkpoints_logs_and_samples(trained):
         assert f"epoch002_iter00000004_{kind}.png" in page
         assert (folder / "web" / "images" / f"epoch001_iter00000002_{kind}.png").is_file()
     assert not list(folder.rglob("*.tmp"))
+    # --tf_log: tensorboardX event file with the raw loss scalars and the sample images
+    events = list((folder / "logs").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    content = events[0].read_bytes()
+    for tag in (b"loss/GAN", b"loss/GAN_Feat", b"loss/D_Fake", b"loss/D_real", b"synthesized_image"):
+        assert tag in content, tag
 
 
 def test_test_script_writes_html_and_honours_how_many(trained):
