@@ -147,5 +147,12 @@ class SuperStyleNetModel(nn.Module):
         }
 
     def weighted_sum(self, losses):
-        """Σ weight·loss over ``losses`` (helper; the trainer may do the same)."""
+        """The one place where raw losses are weighted: ``Σ loss_weights[k] · losses[k]``.
+
+        ``losses``: dict name -> scalar tensor, as returned by :meth:`forward`.
+        Raises KeyError for a loss without a weight.
+        """
+        missing = [k for k in losses if k not in self.loss_weights]
+        if missing:
+            raise KeyError(f"model.loss_weights has no weight for losses {missing}")
         return sum(self.loss_weights[k] * v for k, v in losses.items())

@@ -3,9 +3,9 @@
 One :meth:`SuperStyleNetTrainer.train_step` per batch follows the release:
 a generator update on every ``--D_steps_per_G``-th step (counted over the
 whole run), then one discriminator update. With the default 1 that is one G
-step and one D step per batch. The weighted generator loss is formed in one
-place, :meth:`weighted_loss`, from ``model.loss_weights``; the raw losses are
-what gets logged.
+step and one D step per batch. The weighted losses are formed in one
+place, ``SuperStyleNetModel.weighted_sum``, from ``model.loss_weights``; the
+raw losses are what gets logged.
 
 Optimisers (SPEC §4): Adam; TTUR by default (G ``lr/2``, D ``2·lr``, betas
 ``(0, 0.9)``); ``--no_TTUR`` uses ``lr`` for both with ``(beta1, beta2)``.
@@ -99,12 +99,8 @@ class SuperStyleNetTrainer:
         return lr
 
     def weighted_loss(self, losses):
-        """The one place where raw losses are weighted: ``Σ model.loss_weights[k] · losses[k]``."""
-        weights = self.model.loss_weights
-        missing = [k for k in losses if k not in weights]
-        if missing:
-            raise KeyError(f"model.loss_weights has no weight for losses {missing}")
-        return sum(weights[k] * v for k, v in losses.items())
+        """``Σ model.loss_weights[k] · losses[k]``, via the model's single weighting function."""
+        return self.model.weighted_sum(losses)
 
     def _autocast(self):
         if self.use_amp:
