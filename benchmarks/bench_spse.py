@@ -10,6 +10,11 @@ Label maps (deterministic, 10-19 classes, computed from each photo):
   union of a few spatially coherent regions of similar colour.
 * ``parts`` (like face parsing: one compact region per class): SLIC of the
   photo into about C segments (compactness 20), each segment one class;
+* ``face`` (like CelebAMask-HQ): a fixed face-parsing layout in the
+  19-class CelebAMask-HQ order, drawn as ellipses over every photo (cloth,
+  neck, necklace, hair, skin, ears, earring, brows, eyes, nose, mouth, lips,
+  hat; 17 classes present, many of them small). The layout does not follow
+  the photo's content; it reproduces the class-size statistics of face maps;
 * ``quantised`` (worst case for the bounding-box crop): per-pixel k-means
   colour quantisation into C classes; classes are scattered over the whole
   image, so their bounding boxes are nearly the full image.
@@ -28,7 +33,7 @@ Ours: ``data.spse.extract_style_codes`` in-process, and the whole job
 ``data.spse_job.extract_dataset`` (reading PNGs, writing .npy files) with
 ``--workers 1`` and ``2`` (pool start-up included).
 
-Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|parts|quantised] [--size 512]``
+Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|parts|face|quantised] [--size 512]``
 """
 import argparse
 import os
@@ -80,6 +85,39 @@ def make_label(image, n_classes, kind):
         return _make_label(image, n_classes, kind)
 
 
+# (class, (centre y, centre x, radius y, radius x)) on a 512x512 canvas, drawn in
+# this order (later parts overwrite earlier ones).
+FACE_PARTS = [
+    (18, (470, 256, 90, 230)),   # cloth
+    (17, (400, 256, 80, 70)),    # neck
+    (16, (430, 256, 10, 60)),    # neck_l (necklace)
+    (13, (200, 256, 190, 170)),  # hair
+    (1, (250, 256, 150, 115)),   # skin
+    (8, (260, 140, 35, 18)),     # l_ear
+    (9, (260, 372, 35, 18)),     # r_ear
+    (15, (295, 140, 6, 6)),      # ear_r (earring)
+    (6, (195, 205, 8, 30)),      # l_brow
+    (7, (195, 307, 8, 30)),      # r_brow
+    (4, (225, 205, 10, 22)),     # l_eye
+    (5, (225, 307, 10, 22)),     # r_eye
+    (2, (275, 256, 35, 20)),     # nose
+    (10, (335, 256, 14, 40)),    # mouth
+    (11, (325, 256, 7, 40)),     # u_lip
+    (12, (347, 256, 8, 38)),     # l_lip
+    (14, (70, 256, 50, 150)),    # hat
+]
+
+
+def face_layout(h, w):
+    """The ``face`` label map: FACE_PARTS scaled to ``(h, w)``, background 0, uint8."""
+    y, x = np.mgrid[0:h, 0:w]
+    label = np.zeros((h, w), dtype=np.uint8)
+    for cls, (cy, cx, ry, rx) in FACE_PARTS:
+        inside = ((y - cy * h / 512) / (ry * h / 512)) ** 2 + ((x - cx * w / 512) / (rx * w / 512)) ** 2 <= 1
+        label[inside] = cls
+    return label
+
+
 def _make_label(image, n_classes, kind):
     rgb = image.astype(np.float64) / 255.0
     if kind == "regions":
@@ -92,6 +130,8 @@ def _make_label(image, n_classes, kind):
         label = assign[regions]
     elif kind == "parts":
         label = slic(rgb, n_segments=n_classes, compactness=20, start_label=0, channel_axis=-1)
+    elif kind == "face":
+        label = face_layout(*image.shape[:2])
     elif kind == "quantised":
         pixels = rgb.reshape(-1, 3)
         sample = pixels[:: max(1, pixels.shape[0] // 20000)]
@@ -173,7 +213,7 @@ def _peak_traced(fn):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 images instead of 8")
-    parser.add_argument("--labels", default="regions", choices=["regions", "parts", "quantised"])
+    parser.add_argument("--labels", default="regions", choices=["regions", "parts", "face", "quantised"])
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)
 
