@@ -14,6 +14,7 @@ Every script converts a raw download into ``<out>/<split>/{images,labels}``
 import argparse
 import io
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -295,3 +296,21 @@ def finish(report, out_dir):
                       json.dumps(report.as_dict(), indent=2) + "\n")
     print(report.format())
     return 1 if report.failed else 0
+
+
+def run_preparation(convert, opt, splits, label_nc):
+    """The shared CLI flow of the preparation scripts; returns the exit status.
+
+    ``convert()`` converts the raw files and returns the report dict (raising
+    :class:`InputError` when the input is unusable: exit 2); then the codes of
+    ``splits`` are extracted (unless ``--skip_codes``) and the summary is
+    written and printed (exit 1 when any file failed, else 0).
+    """
+    try:
+        report = convert()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    extract_codes(opt.out_dir, splits, label_nc, opt, report)
+    return finish(report, opt.out_dir)
+

@@ -140,15 +140,13 @@ def build_parser():
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 1 failures, 2 unusable input)."""
     opt = build_parser().parse_args(argv)
-    try:
-        report = prepare(opt.root, opt.out_dir, size=opt.size, num_test=opt.num_test,
-                         image_ext="." + opt.image_format, workers=opt.workers, overwrite=opt.overwrite,
-                         progress=not opt.no_progress)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    common.extract_codes(opt.out_dir, ("train", "test"), LABEL_NC, opt, report)
-    return common.finish(report, opt.out_dir)
+
+    def convert():
+        return prepare(opt.root, opt.out_dir, size=opt.size, num_test=opt.num_test,
+                       image_ext="." + opt.image_format, workers=opt.workers, overwrite=opt.overwrite,
+                       progress=not opt.no_progress)
+
+    return common.run_preparation(convert, opt, ("train", "test"), LABEL_NC)
 
 
 if __name__ == "__main__":

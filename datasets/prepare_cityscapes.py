@@ -141,14 +141,12 @@ def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 1 failures, 2 unusable input)."""
     opt = build_parser().parse_args(argv)
     splits = [s.strip() for s in opt.splits.split(",") if s.strip()]
-    try:
-        report = prepare(opt.root, opt.out_dir, splits=splits, width=opt.width, workers=opt.workers,
-                         overwrite=opt.overwrite, progress=not opt.no_progress)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    common.extract_codes(opt.out_dir, splits, LABEL_NC, opt, report)
-    return common.finish(report, opt.out_dir)
+
+    def convert():
+        return prepare(opt.root, opt.out_dir, splits=splits, width=opt.width, workers=opt.workers,
+                       overwrite=opt.overwrite, progress=not opt.no_progress)
+
+    return common.run_preparation(convert, opt, splits, LABEL_NC)
 
 
 if __name__ == "__main__":
