@@ -12,7 +12,6 @@ Every script converts a raw download into ``<out>/<split>/{images,labels}``
 * ``classes.txt`` (see ``datasets/class_names.py``) is written to ``<out>``.
 """
 import argparse
-import io
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,6 @@ from util.errors import InputError, OptionError
 from util.io import write_bytes_atomic
 
 SPLIT_FOLDERS = ("images", "labels", "codes")
-JPEG_QUALITY = 95
 
 
 class PrepReport:
@@ -128,24 +126,6 @@ def resize_label(label, size_wh):
     if tuple(label.shape[1::-1]) == tuple(size_wh):
         return label
     return np.asarray(Image.fromarray(label).resize(tuple(size_wh), Image.NEAREST))
-
-
-def encode_image(image, ext):
-    """Encode an ``(H, W, 3)`` or ``(H, W)`` uint8 array as JPEG (quality 95) or PNG bytes."""
-    buf = io.BytesIO()
-    im = Image.fromarray(np.asarray(image))
-    if ext.lower() in (".jpg", ".jpeg"):
-        im.save(buf, format="JPEG", quality=JPEG_QUALITY)
-    elif ext.lower() == ".png":
-        im.save(buf, format="PNG")
-    else:
-        raise ValueError(f"unsupported output extension {ext!r}")
-    return buf.getvalue()
-
-
-def write_image(path, image):
-    """Atomically write an image array; the format follows the extension of ``path``."""
-    write_bytes_atomic(path, encode_image(image, os.path.splitext(path)[1]))
 
 
 def copy_file(src, dst):

@@ -39,6 +39,7 @@ from data.image_io import list_files, read_rgb, stem
 from datasets import common
 from datasets.class_names import CELEBAMASK_HQ, write_class_names
 from util.errors import InputError
+from util.io import save_image_atomic
 
 IMAGE_FOLDER = "CelebA-HQ-img"
 MASK_FOLDER = "CelebAMask-HQ-mask-anno"
@@ -82,8 +83,8 @@ def convert_sample(root, image_path, index, image_out, label_out, size, overwrit
         return "skipped"
     label = compose_label(root, index, size)
     image = common.resize_rgb(read_rgb(image_path), (size, size))
-    common.write_image(image_out, image)
-    common.write_image(label_out, label)
+    save_image_atomic(image_out, image)
+    save_image_atomic(label_out, label)
     return "written"
 
 

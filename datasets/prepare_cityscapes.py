@@ -37,6 +37,7 @@ from data.image_io import natural_key, read_label, read_rgb
 from datasets import common
 from datasets.class_names import CITYSCAPES, write_class_names
 from util.errors import InputError
+from util.io import save_image_atomic
 
 LABEL_NC = len(CITYSCAPES)  # 35
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -105,9 +106,9 @@ def convert_sample(image_path, label_path, image_out, label_out, width, overwrit
         read_rgb(image_path)  # validate before copying
         common.copy_file(image_path, image_out)
     else:
-        common.write_image(image_out, common.resize_rgb(read_rgb(image_path), size))
+        save_image_atomic(image_out, common.resize_rgb(read_rgb(image_path), size))
         label = common.resize_label(label.astype("uint8"), size)
-    common.write_image(label_out, label.astype("uint8"))
+    save_image_atomic(label_out, label.astype("uint8"))
     return "written"
 
 

@@ -35,6 +35,7 @@ from data.image_io import natural_key, read_label, read_rgb, stem
 from datasets import common
 from datasets.class_names import CMP_FACADE, write_class_names
 from util.errors import InputError
+from util.io import save_image_atomic
 
 LABEL_NC = len(CMP_FACADE)  # 12
 
@@ -100,9 +101,9 @@ def convert_sample(image_path, label_path, image_out, label_out, size, zero_labe
         read_rgb(image_path)  # validate before copying
         common.copy_file(image_path, image_out)
     else:
-        common.write_image(image_out, common.resize_rgb(read_rgb(image_path), out_size))
+        save_image_atomic(image_out, common.resize_rgb(read_rgb(image_path), out_size))
         label = common.resize_label(label, out_size)
-    common.write_image(label_out, label)
+    save_image_atomic(label_out, label)
     return "written"
 
 

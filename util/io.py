@@ -63,10 +63,11 @@ def torch_save_atomic(obj, path):
         torch.save(obj, tmp)
 
 
-def save_image_atomic(path, image):
+def save_image_atomic(path, image, jpeg_quality=95):
     """Atomically save an image (HxW or HxWx3 uint8 array, or PIL image) to ``path``.
 
-    The format follows the file extension of ``path``.
+    The format follows the file extension of ``path``; JPEG files are written
+    with ``jpeg_quality`` (default 95).
     """
     from PIL import Image
 
@@ -75,5 +76,8 @@ def save_image_atomic(path, image):
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}.get(fmt, fmt.upper() or "PNG")
     buf = io.BytesIO()
-    image.save(buf, format=fmt)
+    if fmt == "JPEG":
+        image.save(buf, format=fmt, quality=jpeg_quality)
+    else:
+        image.save(buf, format=fmt)
     write_bytes_atomic(path, buf.getvalue())
