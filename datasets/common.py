@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from data.image_io import read_label
+from data.image_io import read_label, read_rgb
 from util.errors import InputError, OptionError
-from util.io import write_bytes_atomic
+from util.io import save_image_atomic, write_bytes_atomic
 
 SPLIT_FOLDERS = ("images", "labels", "codes")
 
@@ -184,6 +184,49 @@ def is_valid_label(path, label_nc, size_wh=None):
     if label.ndim != 2 or (size_wh is not None and tuple(label.shape[::-1]) != tuple(size_wh)):
         return False
     return int(label.max(initial=0)) < label_nc
+
+
+def convert_pair(image_path, label_path, image_out, label_out, target_size, label_nc, map_label, overwrite):
+    """Convert one image and its label map of the same size; returns "written" or "skipped".
+
+    ``target_size(src_size)`` maps the source ``(width, height)`` to the output
+    size, or to None to copy the image unchanged. ``map_label(raw, label_path)`` validates the raw label map and
+    returns the uint8 class map (raising :class:`InputError` naming the file).
+    Valid existing outputs are kept unless ``overwrite``.
+    """
+    src_size = image_size(image_path)
+    out_size = target_size(src_size)
+    size = src_size if out_size is None else tuple(out_size)
+    if not overwrite and is_valid_image(image_out, size) and is_valid_label(label_out, label_nc, size):
+        return "skipped"
+    raw = read_label(label_path)
+    if raw.shape[::-1] != src_size:
+        raise InputError(f"{label_path}: label size {raw.shape[1]}x{raw.shape[0]} differs from image "
+                         f"{image_path} ({src_size[0]}x{src_size[1]})")
+    label = map_label(raw, label_path)
+    if out_size is None:
+        read_rgb(image_path)  # validate before copying
+        copy_file(image_path, image_out)
+    else:
+        save_image_atomic(image_out, resize_rgb(read_rgb(image_path), size))
+        label = resize_label(label, size)
+    save_image_atomic(label_out, label)
+    return "written"
+
+
+def split_train_test(items, num_test, what="images"):
+    """``{"train": items[:-num_test], "test": items[-num_test:]}`` (the last ``num_test`` are the test set).
+
+    Raises :class:`InputError` when ``num_test`` is negative or exceeds the
+    number of ``what`` found.
+    """
+    items = list(items)
+    if num_test < 0:
+        raise InputError(f"--num_test {num_test}: must be >= 0")
+    if num_test > len(items):
+        raise InputError(f"--num_test {num_test} exceeds the {len(items)} {what} found")
+    cut = len(items) - num_test
+    return {"train": items[:cut], "test": items[cut:]}
 
 
 # ------------------------------------------------------------------------------------- jobs

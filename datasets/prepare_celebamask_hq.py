@@ -90,13 +90,7 @@ def convert_sample(root, image_path, index, image_out, label_out, size, overwrit
 
 def split_indices(indices, num_test):
     """Sorted indices -> ``{"train": [...], "test": [...]}``: the last ``num_test`` are the test set."""
-    indices = sorted(indices)
-    if num_test < 0:
-        raise InputError(f"--num_test {num_test}: must be >= 0")
-    if num_test > len(indices):
-        raise InputError(f"--num_test {num_test} exceeds the {len(indices)} images found")
-    cut = len(indices) - num_test
-    return {"train": indices[:cut], "test": indices[cut:]}
+    return common.split_train_test(sorted(indices), num_test, "images")
 
 
 def prepare(root, out_dir, size=512, num_test=2000, image_ext=".jpg", workers=1, overwrite=False,

@@ -33,11 +33,12 @@ import sys
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data.image_io import natural_key, read_label, read_rgb
+import numpy as np
+
+from data.image_io import natural_key
 from datasets import common
 from datasets.class_names import CITYSCAPES, write_class_names
 from util.errors import InputError
-from util.io import save_image_atomic
 
 LABEL_NC = len(CITYSCAPES)  # 35
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -84,32 +85,25 @@ def find_pairs(root, split, report):
     return pairs
 
 
-def convert_sample(image_path, label_path, image_out, label_out, width, overwrite):
-    """Copy (or resize) one image and its labelIds map; returns "written" or "skipped"."""
-    src_size = common.image_size(image_path)
-    if width is None:
-        size = src_size
-    else:
-        size = (width, max(1, round(width * src_size[1] / src_size[0])))
-    if (not overwrite and common.is_valid_image(image_out, size)
-            and common.is_valid_label(label_out, LABEL_NC, size)):
-        return "skipped"
-    label = read_label(label_path)
-    if label.shape[::-1] != src_size:
-        raise InputError(f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
-                         f"{image_path} ({src_size[0]}x{src_size[1]})")
-    bad = sorted(int(v) for v in set(label.ravel().tolist()) if v >= LABEL_NC)
+def map_label_ids(raw, path):
+    """Check that a labelIds map holds Cityscapes ids only; returns it as uint8."""
+    bad = [int(v) for v in np.unique(raw) if v >= LABEL_NC]
     if bad:
-        raise InputError(f"{label_path}: label values {bad[:10]} are not Cityscapes labelIds "
+        raise InputError(f"{path}: label values {bad[:10]} are not Cityscapes labelIds "
                          f"(expected 0..33 for label_nc={LABEL_NC})")
-    if width is None:
-        read_rgb(image_path)  # validate before copying
-        common.copy_file(image_path, image_out)
-    else:
-        save_image_atomic(image_out, common.resize_rgb(read_rgb(image_path), size))
-        label = common.resize_label(label.astype("uint8"), size)
-    save_image_atomic(label_out, label.astype("uint8"))
-    return "written"
+    return raw.astype("uint8")
+
+
+def convert_sample(image_path, label_path, image_out, label_out, width, overwrite):
+    """Copy (or resize to ``width``, keeping the aspect ratio) one image and its labelIds map.
+
+    Returns "written" or "skipped".
+    """
+    def target_size(src_size):
+        return None if width is None else (width, max(1, round(width * src_size[1] / src_size[0])))
+
+    return common.convert_pair(image_path, label_path, image_out, label_out, target_size, LABEL_NC,
+                               map_label_ids, overwrite)
 
 
 def prepare(root, out_dir, splits=("train", "val"), width=None, workers=1, overwrite=False, progress=True):

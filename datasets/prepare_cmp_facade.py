@@ -31,11 +31,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np
 
-from data.image_io import natural_key, read_label, read_rgb, stem
+from data.image_io import natural_key, stem
 from datasets import common
 from datasets.class_names import CMP_FACADE, write_class_names
 from util.errors import InputError
-from util.io import save_image_atomic
 
 LABEL_NC = len(CMP_FACADE)  # 12
 
@@ -86,25 +85,10 @@ def find_pairs(input_dirs, report):
 
 
 def convert_sample(image_path, label_path, image_out, label_out, size, zero_label, overwrite):
-    """Copy (or resize) one image and write its shifted label map; returns "written" or "skipped"."""
-    src_size = common.image_size(image_path)
-    out_size = src_size if size is None else (size, size)
-    if (not overwrite and common.is_valid_image(image_out, out_size)
-            and common.is_valid_label(label_out, LABEL_NC, out_size)):
-        return "skipped"
-    raw = read_label(label_path)
-    if raw.shape[::-1] != src_size:
-        raise InputError(f"{label_path}: label size {raw.shape[1]}x{raw.shape[0]} differs from image "
-                         f"{image_path} ({src_size[0]}x{src_size[1]})")
-    label = shift_labels(raw, label_path, zero_label)
-    if size is None:
-        read_rgb(image_path)  # validate before copying
-        common.copy_file(image_path, image_out)
-    else:
-        save_image_atomic(image_out, common.resize_rgb(read_rgb(image_path), out_size))
-        label = common.resize_label(label, out_size)
-    save_image_atomic(label_out, label)
-    return "written"
+    """Copy (or resize to size×size) one image and write its shifted label map; returns "written" or "skipped"."""
+    return common.convert_pair(image_path, label_path, image_out, label_out,
+                               lambda src_size: None if size is None else (size, size), LABEL_NC,
+                               lambda raw, path: shift_labels(raw, path, zero_label), overwrite)
 
 
 def prepare(input_dirs, out_dir, num_test=100, size=None, zero_label="error", workers=1, overwrite=False,
@@ -114,12 +98,7 @@ def prepare(input_dirs, out_dir, num_test=100, size=None, zero_label="error", wo
     pairs = find_pairs(input_dirs, report)
     if not pairs:
         raise InputError(f"{', '.join(map(str, input_dirs))}: no cmp_*.jpg / cmp_*.png pairs found")
-    if num_test < 0:
-        raise InputError(f"--num_test {num_test}: must be >= 0")
-    if num_test > len(pairs):
-        raise InputError(f"--num_test {num_test} exceeds the {len(pairs)} image/label pairs found")
-    cut = len(pairs) - num_test
-    splits = {"train": pairs[:cut], "test": pairs[cut:]}
+    splits = common.split_train_test(pairs, num_test, "image/label pairs")
     tasks = []
     for split, members in splits.items():
         d = common.split_dirs(out_dir, split)
