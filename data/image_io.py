@@ -45,43 +45,46 @@ def list_files(folder, extensions=IMAGE_EXTENSIONS, recursive=False):
     return sorted(found, key=lambda p: natural_key(os.path.relpath(p, folder)))
 
 
-def pair_by_stem(primary, *others, names=None):
-    """Pair files across lists by stem.
+def group_by_stem(file_lists, names):
+    """Group the files of several lists by stem, naturally sorted by stem.
 
-    ``primary`` and each of ``others`` are lists of paths. Returns
-    ``(pairs, problems)`` where ``pairs`` is a list of tuples (one path from
-    each list, in the order of ``primary``) and ``problems`` lists a message for
-    each primary file without a partner and each partner without a primary.
-    ``names`` labels the lists in the messages (default "image", "label", ...).
+    ``file_lists``: sequences of paths; ``names``: what each list holds
+    ("image", "label", ...), used in the messages. Returns a list of
+    ``(stem, paths, problem)`` with one entry per stem found in any list:
+    ``paths`` holds one path per list (None where the list has none), and
+    ``problem`` is None for a complete group of one file per list, otherwise a
+    message naming the file(s): several files of one list share the stem, or
+    a list has no file with it.
+    """
+    tables = [{} for _ in file_lists]
+    for table, paths in zip(tables, file_lists):
+        for p in paths:
+            table.setdefault(stem(p), []).append(p)
+    groups = []
+    for s in sorted(set().union(*tables), key=natural_key):
+        found = [table.get(s, []) for table in tables]
+        problem = next((f"{files[0]}: several {name}s share the stem {s!r} ({', '.join(files)})"
+                        for name, files in zip(names, found) if len(files) > 1), None)
+        if problem is None:
+            first = next(files[0] for files in found if files)
+            problem = next((f"{first}: no matching {name} file with stem {s!r}"
+                            for name, files in zip(names, found) if not files), None)
+        groups.append((s, tuple(files[0] if files else None for files in found), problem))
+    return groups
+
+
+def pair_by_stem(primary, *others, names=None):
+    """Pair files across lists by stem (see :func:`group_by_stem`).
+
+    Returns ``(pairs, problems)``: ``pairs`` is a list of tuples (one path
+    from each list), naturally sorted by stem, and ``problems`` a message for
+    every stem without exactly one file in each list. ``names`` labels the
+    lists in the messages (default "file", "partner0", ...).
     """
     names = names or ["file"] + [f"partner{i}" for i in range(len(others))]
-    lookups = []
-    problems = []
-    for name, files in zip(names[1:], others):
-        table = {}
-        for p in files:
-            s = stem(p)
-            if s in table:
-                problems.append(f"{p}: duplicate {name} stem {s!r} (also {table[s]})")
-            table[s] = p
-        lookups.append(table)
-    pairs = []
-    primary_stems = set()
-    for p in primary:
-        s = stem(p)
-        primary_stems.add(s)
-        partners = []
-        for name, table in zip(names[1:], lookups):
-            if s not in table:
-                problems.append(f"{p}: no matching {name} file with stem {s!r}")
-                break
-            partners.append(table[s])
-        else:
-            pairs.append((p, *partners))
-    for name, table in zip(names[1:], lookups):
-        for s, p in table.items():
-            if s not in primary_stems:
-                problems.append(f"{p}: no matching {names[0]} file with stem {s!r}")
+    groups = group_by_stem([primary, *others], names)
+    pairs = [paths for _, paths, problem in groups if problem is None]
+    problems = [problem for _, _, problem in groups if problem is not None]
     return pairs, problems
 
 

@@ -29,7 +29,7 @@ import multiprocessing
 from tqdm import tqdm
 
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
-from data.image_io import check_label_values, list_files, natural_key, read_label, read_rgb, stem
+from data.image_io import check_label_values, group_by_stem, list_files, read_label, read_rgb
 from data.spse import extract_style_codes_and_presence
 from util.errors import InputError, OptionError
 
@@ -66,31 +66,15 @@ def _check_options(label_nc, size, n_segments, compactness, workers, num_shards,
 
 
 def plan_items(image_paths, label_paths):
-    """Pair images and labels by stem.
+    """Pair images and labels by stem (:func:`data.image_io.group_by_stem`).
 
     Returns a naturally sorted list of ``(stem, image_path, label_path, problem)``
     with one entry per stem found in either list. ``problem`` is ``None`` for a
     good pair, otherwise a message naming the file(s): image without label,
     label without image, or several images/labels with the same stem.
     """
-    images, labels = {}, {}
-    for table, paths in ((images, image_paths), (labels, label_paths)):
-        for p in paths:
-            table.setdefault(stem(p), []).append(p)
-    items = []
-    for s in sorted(set(images) | set(labels), key=natural_key):
-        imgs, lbls = images.get(s, []), labels.get(s, [])
-        problem = None
-        if len(imgs) > 1:
-            problem = f"{imgs[0]}: several images share the stem {s!r} ({', '.join(imgs)})"
-        elif len(lbls) > 1:
-            problem = f"{lbls[0]}: several label maps share the stem {s!r} ({', '.join(lbls)})"
-        elif not lbls:
-            problem = f"{imgs[0]}: no matching label file with stem {s!r}"
-        elif not imgs:
-            problem = f"{lbls[0]}: no matching image file with stem {s!r}"
-        items.append((s, imgs[0] if imgs else None, lbls[0] if lbls else None, problem))
-    return items
+    return [(s, image, label, problem)
+            for s, (image, label), problem in group_by_stem([image_paths, label_paths], ["image", "label"])]
 
 
 def shard(items, num_shards, shard_index):
