@@ -18,24 +18,17 @@ Guarantees
   ``i`` belongs to shard ``i % num_shards``. Shards are disjoint and together
   cover every stem, and each shard reports only the problems of its stems.
 """
-import contextlib
 import glob
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-import multiprocessing
-
-from tqdm import tqdm
 
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
 from data.image_io import check_label_values, group_by_stem, list_files, read_label, read_rgb
 from data.spse import extract_style_codes_and_presence
 from util.errors import InputError, OptionError
+from util.parallel import run_tasks
 
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS")
 
 
 def default_workers():
@@ -127,71 +120,9 @@ def _worker_task(task):
         return stem_, None, f"{image_path}: extraction failed ({type(e).__name__}: {e})"
 
 
-def _init_worker():
-    """Keep each worker process single-threaded so that --workers scales.
-
-    The variables take effect for libraries loaded after this point (spawned
-    workers load everything after :func:`_single_thread_env` set them). The
-    extraction itself needs no BLAS threads: SLIC is single-threaded and the
-    resampling uses ``np.einsum`` (no BLAS).
-    """
-    for name in _THREAD_ENV:
-        os.environ[name] = "1"
-
-
-@contextlib.contextmanager
-def _single_thread_env():
-    """Set the BLAS/OpenMP thread variables to 1 while worker processes are spawned."""
-    saved = {name: os.environ.get(name) for name in _THREAD_ENV}
-    for name in _THREAD_ENV:
-        os.environ[name] = "1"
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _run_tasks(tasks, workers, progress):
-    """Yield ``(stem, result, error)`` for each task, in this process or in a process pool.
-
-    On Linux the pool forks its workers, which then share the parent's imports
-    (no start-up cost); elsewhere it spawns them with the thread variables
-    set to 1. The progress bar (and its monitor thread) is created after the
-    workers are started, so no extra thread exists at fork time.
-    """
-    if workers == 1 or len(tasks) <= 1:
-        with tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True) as bar:
-            for task in tasks:
-                out = _worker_task(task)
-                bar.update(1)
-                yield out
-        return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with _single_thread_env():
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker)
-        try:
-            futures = {pool.submit(_worker_task, task): task for task in tasks}
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    try:
-        with tqdm(total=len(tasks), unit="img", desc="SPSE", disable=not progress, dynamic_ncols=True) as bar:
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    out = fut.result()
-                except BrokenProcessPool as e:
-                    out = (task[0], None, f"{task[1]}: worker process died ({e})")
-                bar.update(1)
-                yield out
-    finally:
-        # Interrupted (Ctrl-C, or the caller stopped iterating): drop the queued work.
-        pool.shutdown(wait=True, cancel_futures=True)
+def _worker_died(task, error):
+    """The failure reported for a task whose worker process died."""
+    return task[0], None, f"{task[1]}: worker process died ({error})"
 
 
 def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_segments=128, compactness=10,
@@ -250,7 +181,8 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
                                        f"shape for label_nc={label_nc}); recomputing it")
         tasks.append((s, image_path, label_path, out_path, params))
 
-    for s, result, error in _run_tasks(tasks, workers, progress):
+    for s, result, error in run_tasks(_worker_task, tasks, workers, progress, desc="SPSE",
+                                      on_worker_death=_worker_died):
         if error is not None:
             failures[s] = error
             continue

@@ -14,13 +14,12 @@ Every script converts a raw download into ``<out>/<split>/{images,labels}``
 import argparse
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from data.image_io import read_label, read_rgb
+from util import parallel
 from util.errors import InputError, OptionError
 from util.io import save_image_atomic, write_bytes_atomic
 
@@ -239,27 +238,22 @@ def _guarded(task):
         return "failed", str(e)
 
 
+def _worker_died(task, error):
+    function, args = task
+    return "failed", f"{function.__name__}{tuple(args)[:3]}: worker process died ({error})"
+
+
 def run_tasks(tasks, report, workers=1, progress=True, desc="prepare"):
     """Run ``tasks`` (list of ``(function, args)``, picklable) and record each result in ``report``.
 
     ``function(*args)`` returns "written" or "skipped", or raises
     :class:`InputError` (recorded as a failure; the job goes on). With
-    ``workers > 1`` a process pool is used; results keep the task order.
+    ``workers > 1`` a process pool is used (:func:`util.parallel.run_tasks`);
+    a worker process that dies is recorded as a failure too.
     """
-    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, unit="img")
-    try:
-        if workers <= 1 or len(tasks) <= 1:
-            results = map(_guarded, tasks)
-            for status, message in results:
-                report.add(status, message)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for status, message in pool.map(_guarded, tasks, chunksize=8):
-                    report.add(status, message)
-                    bar.update()
-    finally:
-        bar.close()
+    for status, message in parallel.run_tasks(_guarded, tasks, workers, progress, desc=desc,
+                                              on_worker_death=_worker_died):
+        report.add(status, message)
 
 
 def warn_stale_outputs(out_dir, split, expected_stems, report):
