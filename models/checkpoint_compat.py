@@ -23,6 +23,7 @@ import re
 
 import torch
 
+from util.checkpoint import load_torch_file
 from util.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,7 @@ def read_state_dict(source):
     path = None
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise CheckpointError(f"{path}: checkpoint file not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch.load raises many types for truncated/corrupt files
-            raise CheckpointError(f"{path}: cannot read checkpoint, the file is truncated or corrupt "
-                                  f"({type(e).__name__}: {e})") from e
+        state = load_torch_file(path, "checkpoint file")
     else:
         state = source
     if not isinstance(state, dict) or not state:

@@ -238,16 +238,14 @@ def build_fid_inception(weights_path=None, random_weights=False, device="cpu"):
     untrained weights instead; such a network gives meaningless FID values and
     exists only to test the plumbing.
     """
-    import torch
     from pytorch_fid import inception as pfi
+
+    from util.checkpoint import load_torch_file
 
     skeleton = _fid_inception_skeleton()
     if not random_weights:
         path = resolve_inception_path(weights_path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError) as e:
-            raise CheckpointError(f"{path}: unreadable Inception weights file ({e})") from e
+        state = load_torch_file(path, "Inception weights file")
         try:
             skeleton.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as e:

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.networks.options import add_option
+from util.checkpoint import load_torch_file
 from util.errors import CheckpointError, OptionError
 
 GAN_MODES = ("hinge", "ls", "original", "w")
@@ -146,10 +147,7 @@ def load_vgg19(path=None, random_init=False):
                 "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"`, then "
                 f"copy <torch.hub.get_dir()>/checkpoints/{VGG19_FILENAME} here or pass --vgg_path FILE. "
                 "To train without it, pass --no_vgg_loss.")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch.load raises many types for corrupt files
-            raise CheckpointError(f"{path}: cannot read the VGG19 weights ({type(e).__name__}: {e})") from e
+        state = load_torch_file(path, "VGG19 weights file")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict (got {type(state).__name__})")
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
