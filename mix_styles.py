@@ -170,7 +170,7 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
     ``grid`` is :func:`util.style_mixing.mix_grid`'s result, plus ``grid["edited"]``
     (``{source: image}``) when ``edit_rgb`` is given.
     """
-    from dominate.tags import a, br, img, p, table, td, th, tr
+    from dominate.tags import br, img, p, table, th, tr
 
     from util import html
     from util.io import write_text_atomic
@@ -182,12 +182,7 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
     manifest = {"classes": classes, "alphas": alphas, "edit_rgb": edit_rgb, "rows": []}
 
     def cell(src, caption):
-        with td(style="word-wrap: break-word;", halign="center", valign="top"):
-            if src:
-                with a(href=os.path.join("images", src)):
-                    img(style=f"width:{width}px", src=os.path.join("images", src))
-                br()
-            p(caption)
+        html.image_cell(src, caption, width)
 
     shown = {name: page.save_image(f"styles/{name}.png", read_rgb(path)) for name, path in style_images.items()}
     t = table(border=1, style="table-layout: fixed;")

@@ -35,12 +35,7 @@ class HTML:
         with t:
             with tr():
                 for im, txt, link in zip(ims, txts, links):
-                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                        with p():
-                            with a(href=os.path.join("images", link)):
-                                img(style=f"width:{width}px", src=os.path.join("images", im))
-                            br()
-                            p(txt)
+                    image_cell(im, txt, width, link)
 
     def save_image(self, name, image):
         """Write ``image`` (``(H, W, 3)`` uint8) to ``images/name`` atomically; returns ``name``."""
@@ -52,3 +47,18 @@ class HTML:
         path = os.path.join(self.web_dir, filename)
         write_text_atomic(path, self.doc.render())
         return path
+
+
+def image_cell(name, caption, width=256, link=None):
+    """Add a table cell (inside an open ``tr`` context) showing ``images/name`` with ``caption``.
+
+    The image links to ``images/link`` (default: itself); with ``name`` None
+    the cell holds the caption only.
+    """
+    with td(style="word-wrap: break-word;", halign="center", valign="top"):
+        with p():
+            if name:
+                with a(href=os.path.join("images", link or name)):
+                    img(style=f"width:{width}px", src=os.path.join("images", name))
+                br()
+            p(caption)
