@@ -21,11 +21,39 @@ STYLE_DIM = 512
 LAYOUTS = ("lean", "release")
 
 
-def load_codes(path, label_nc=None):
-    """Load a code file in either layout and return a ``(label_nc, 512)`` float32 array.
+def _row_counts(label_nc):
+    return (label_nc,) if isinstance(label_nc, int) else tuple(label_nc)
 
-    Raises :class:`InputError` naming ``path`` when the file is missing,
-    unreadable, has the wrong shape or number of classes, or holds
+
+def check_code_layout(shape, dtype, path, label_nc=None):
+    """Validate a code array's ``shape`` and ``dtype``; returns the lean ``(rows, 512)`` shape.
+
+    Accepts the lean ``(J, 512)`` and the release ``(J, 1, 1, 1, 512)``
+    layouts; ``label_nc`` (an int or a tuple of ints) gives the accepted
+    numbers of classes. Raises :class:`InputError` naming ``path``.
+    """
+    shape = tuple(shape)
+    if len(shape) == 5 and shape[1:4] == (1, 1, 1):
+        shape = (shape[0], shape[4])
+    if len(shape) != 2 or shape[1] != STYLE_DIM:
+        raise InputError(
+            f"{path}: code array has shape {tuple(shape)}; expected (label_nc, {STYLE_DIM}) "
+            f"or the release layout (label_nc, 1, 1, 1, {STYLE_DIM})"
+        )
+    if label_nc is not None and shape[0] not in _row_counts(label_nc):
+        expected = _row_counts(label_nc)[0]
+        raise InputError(f"{path}: code file holds {shape[0]} classes but label_nc is {expected}")
+    if not np.issubdtype(dtype, np.floating):
+        raise InputError(f"{path}: code array has dtype {dtype}; expected floating point")
+    return shape
+
+
+def load_codes(path, label_nc=None):
+    """Load a code file in either layout and return a ``(rows, 512)`` float32 array.
+
+    ``label_nc`` (an int, or a tuple of accepted row counts) checks the number
+    of classes. Raises :class:`InputError` naming ``path`` when the file is
+    missing, unreadable, has the wrong shape or number of classes, or holds
     non-finite values.
     """
     path = os.fspath(path)
@@ -35,21 +63,25 @@ def load_codes(path, label_nc=None):
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise InputError(f"{path}: unreadable code file ({e})") from e
-    if arr.ndim == 5 and arr.shape[1:4] == (1, 1, 1):
-        arr = arr.reshape(arr.shape[0], arr.shape[4])
-    if arr.ndim != 2 or arr.shape[1] != STYLE_DIM:
-        raise InputError(
-            f"{path}: code array has shape {tuple(arr.shape)}; expected (label_nc, {STYLE_DIM}) "
-            f"or the release layout (label_nc, 1, 1, 1, {STYLE_DIM})"
-        )
-    if label_nc is not None and arr.shape[0] != label_nc:
-        raise InputError(f"{path}: code file holds {arr.shape[0]} classes but label_nc is {label_nc}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise InputError(f"{path}: code array has dtype {arr.dtype}; expected floating point")
-    arr = arr.astype(np.float32)
+    arr = arr.reshape(check_code_layout(arr.shape, arr.dtype, path, label_nc)).astype(np.float32)
     if not np.isfinite(arr).all():
         raise InputError(f"{path}: code file contains NaN or infinite values")
     return arr
+
+
+def model_codes(raw, semantic_nc):
+    """Raw codes -> the normalised ``(semantic_nc, 512)`` float32 array the generator takes.
+
+    ``raw`` holds ``semantic_nc`` rows, or one fewer when the last class is
+    the don't-care class: its row is then a zero raw code, as for an absent
+    class. Values are normalised as ``(x - 0.5) / 0.5``.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.shape[0] == semantic_nc - 1:
+        raw = np.concatenate([raw, np.zeros((1, raw.shape[1]), np.float32)], axis=0)
+    if raw.shape != (semantic_nc, STYLE_DIM):
+        raise InputError(f"codes of shape {raw.shape} do not fit {semantic_nc} classes")
+    return (raw - 0.5) / 0.5
 
 
 def save_codes(path, codes, layout="lean"):

@@ -26,7 +26,7 @@ import os
 import numpy as np
 import torch
 
-from data.codes import STYLE_DIM, load_codes
+from data.codes import check_code_layout, load_codes, model_codes
 from data.image_io import (DONTCARE_VALUE, check_label_values, list_files, pair_by_stem, read_label,
                            read_rgb)
 from data.transforms import get_params, transform_image, transform_label
@@ -35,13 +35,13 @@ from util.errors import InputError
 CODE_EXTENSIONS = (".npy",)
 
 
-def _code_file_shape(path):
-    """Shape of the array in a ``.npy`` file, read from its header only."""
+def _check_code_header(path, label_nc):
+    """Validate a code file's layout from its ``.npy`` header only (cheap); see data.codes."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise InputError(f"{path}: unreadable code file ({e})") from e
-    return tuple(arr.shape), arr.dtype
+    check_code_layout(arr.shape, arr.dtype, path, label_nc)
 
 
 class CustomDataset(torch.utils.data.Dataset):
@@ -92,23 +92,11 @@ class CustomDataset(torch.utils.data.Dataset):
                 raise InputError(f"files do not pair by stem:\n  {shown}{more}")
         triples = triples[: opt.max_dataset_size]
         for _, _, code_path in triples:
-            self._check_code_header(code_path)
+            _check_code_header(code_path, (self.label_nc, self.semantic_nc))
         self.label_paths = [t[0] for t in triples]
         self.image_paths = [t[1] for t in triples]
         self.code_paths = [t[2] for t in triples]
         self.epoch = 0
-
-    def _check_code_header(self, path):
-        shape, dtype = _code_file_shape(path)
-        if len(shape) == 5 and shape[1:4] == (1, 1, 1):
-            shape = (shape[0], shape[4])
-        if len(shape) != 2 or shape[1] != STYLE_DIM:
-            raise InputError(f"{path}: code array has shape {shape}; expected (label_nc, {STYLE_DIM}) "
-                             f"or the release layout (label_nc, 1, 1, 1, {STYLE_DIM})")
-        if shape[0] not in (self.label_nc, self.semantic_nc):
-            raise InputError(f"{path}: code file holds {shape[0]} classes but label_nc is {self.label_nc}")
-        if not np.issubdtype(dtype, np.floating):
-            raise InputError(f"{path}: code array has dtype {dtype}; expected floating point")
 
     def set_epoch(self, epoch):
         """Select the augmentation stream of ``epoch`` (int)."""
@@ -119,13 +107,8 @@ class CustomDataset(torch.utils.data.Dataset):
 
     def load_codes(self, index):
         """Normalised ``(J, 512)`` float32 codes of item ``index``."""
-        path = self.code_paths[index]
-        raw = load_codes(path)
-        if raw.shape[0] not in (self.label_nc, self.semantic_nc):
-            raise InputError(f"{path}: code file holds {raw.shape[0]} classes but label_nc is {self.label_nc}")
-        if raw.shape[0] < self.semantic_nc:  # don't-care row: a zero raw code, like an absent class
-            raw = np.concatenate([raw, np.zeros((1, STYLE_DIM), np.float32)], axis=0)
-        return torch.from_numpy((raw - 0.5) / 0.5)
+        raw = load_codes(self.code_paths[index], (self.label_nc, self.semantic_nc))
+        return torch.from_numpy(model_codes(raw, self.semantic_nc))
 
     def __getitem__(self, index):
         opt = self.opt

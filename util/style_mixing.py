@@ -25,7 +25,7 @@ through their codes.
 import numpy as np
 import torch
 
-from data.codes import STYLE_DIM, load_codes
+from data.codes import STYLE_DIM, load_codes, model_codes
 from data.image_io import check_label_values, read_label
 from util.errors import InputError, OptionError
 
@@ -112,15 +112,11 @@ def shift_class_colour(codes, classes, rgb_offset):
 def normalise_codes(raw, semantic_nc):
     """Raw ``(label_nc or semantic_nc, 512)`` codes -> normalised ``(semantic_nc, 512)`` float32 tensor.
 
-    Matches the data loader: ``(x - 0.5) / 0.5``; with a don't-care class the
-    missing last row is a zero raw code (normalised to -1), as for an absent class.
+    The data loader's rule (:func:`data.codes.model_codes`): ``(x - 0.5) / 0.5``;
+    with a don't-care class the missing last row is a zero raw code (normalised
+    to -1), as for an absent class.
     """
-    raw = torch.as_tensor(np.asarray(raw, dtype=np.float32))
-    if raw.shape[0] == semantic_nc - 1:
-        raw = torch.cat([raw, torch.zeros(1, raw.shape[1])], 0)
-    if tuple(raw.shape) != (semantic_nc, STYLE_DIM):
-        raise InputError(f"codes of shape {tuple(raw.shape)} do not fit {semantic_nc} classes")
-    return (raw - 0.5) / 0.5
+    return torch.from_numpy(model_codes(raw, semantic_nc))
 
 
 class StyleMixer:
@@ -160,10 +156,7 @@ class StyleMixer:
 
     def load_codes(self, path):
         """Raw ``(label_nc, 512)`` codes of a code file (either layout); errors name the file."""
-        codes = load_codes(path)
-        if codes.shape[0] not in (self.label_nc, self.opt.semantic_nc):
-            raise InputError(f"{path}: code file holds {codes.shape[0]} classes but label_nc is {self.label_nc}")
-        return codes[: self.label_nc]
+        return load_codes(path, (self.label_nc, self.opt.semantic_nc))[: self.label_nc]
 
     def generate(self, label, raw_codes, name="mix"):
         """Generate one image: ``label`` ``(1, H, W)`` int64, ``raw_codes`` ``(label_nc, 512)``.
