@@ -114,8 +114,6 @@ class CustomDataset(torch.utils.data.Dataset):
         opt = self.opt
         label_path, image_path = self.label_paths[index], self.image_paths[index]
         label = read_label(label_path)
-        if label.ndim != 2:
-            raise InputError(f"{label_path}: label map must be single-channel, got shape {label.shape}")
         check_label_values(label, self.label_nc, label_path, allow_dontcare=opt.contain_dontcare_label)
         image = read_rgb(image_path)
         ih, iw = image.shape[:2]

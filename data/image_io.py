@@ -101,7 +101,11 @@ def read_rgb(path):
 
 
 def read_label(path):
-    """Read a single-channel label map as an ``(H, W)`` uint8/int array of class indices."""
+    """Read a single-channel label map as an ``(H, W)`` uint8/int array of class indices.
+
+    Grey-level RGB(A) files are accepted; colour or multi-channel maps raise
+    :class:`InputError` naming the file.
+    """
     try:
         with Image.open(path) as im:
             im.load()
@@ -111,15 +115,16 @@ def read_label(path):
                     raise InputError(
                         f"{path}: label map is a colour image; expected a single-channel map of class indices")
                 return arr[..., 0].copy()
-            if im.mode == "P":
-                return np.asarray(im).copy()  # palette indices are the class indices
-            return np.asarray(im).copy()
+            arr = np.asarray(im).copy()  # for mode "P" the palette indices are the class indices
     except InputError:
         raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: label file not found") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InputError(f"{path}: unreadable or corrupt label map ({e})") from e
+    if arr.ndim != 2:
+        raise InputError(f"{path}: label map must be single-channel, got shape {arr.shape}")
+    return arr
 
 
 def check_label_values(label, label_nc, path, allow_dontcare=True):

@@ -146,8 +146,6 @@ class StyleMixer:
         from data.transforms import get_params, transform_label
 
         label = read_label(path)
-        if label.ndim != 2:
-            raise InputError(f"{path}: label map must be single-channel, got shape {label.shape}")
         check_label_values(label, self.label_nc, path, allow_dontcare=self.opt.contain_dontcare_label)
         params = get_params(self.opt, (label.shape[1], label.shape[0]), np.random.default_rng(0))
         out = transform_label(label, self.opt, params)
