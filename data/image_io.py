@@ -127,6 +127,13 @@ def read_label(path):
     return arr
 
 
+def resize_rgb(image, size_wh):
+    """Bicubic (antialiased, PIL) resize of an ``(H, W, 3)`` uint8 image to ``size_wh = (width, height)``."""
+    if tuple(image.shape[1::-1]) == tuple(size_wh):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size_wh), Image.BICUBIC))
+
+
 def check_label_values(label, label_nc, path, allow_dontcare=True):
     """Raise :class:`InputError` when ``label`` holds values >= ``label_nc``.
 

@@ -30,11 +30,11 @@ import functools
 import warnings
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from scipy.interpolate import make_interp_spline
 from skimage.segmentation import slic
 
+from data.image_io import resize_rgb
 from util.errors import InputError
 
 STYLE_DIM = 512          # length of one style code
@@ -137,9 +137,7 @@ def resize_image(image, size):
     Uses PIL's bicubic filter (antialiased when shrinking), as the data
     loader does for images.
     """
-    if image.shape[:2] != (size, size):
-        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
-    return image.astype(np.float32) / np.float32(255.0)
+    return resize_rgb(image, (size, size)).astype(np.float32) / np.float32(255.0)
 
 
 def resize_label(label, size):

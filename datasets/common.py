@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data.image_io import read_label, read_rgb
+from data.image_io import read_label, read_rgb, resize_rgb
 from util import parallel
 from util.errors import InputError, OptionError
 from util.io import save_image_atomic, write_bytes_atomic
@@ -113,13 +113,6 @@ def split_dirs(out_dir, split):
 
 
 # ------------------------------------------------------------------------------------- images
-def resize_rgb(image, size_wh):
-    """Bicubic (antialiased, PIL) resize of an ``(H, W, 3)`` uint8 image to ``(width, height)``."""
-    if tuple(image.shape[1::-1]) == tuple(size_wh):
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size_wh), Image.BICUBIC))
-
-
 def resize_label(label, size_wh):
     """Nearest-neighbour resize of an ``(H, W)`` uint8 label map to ``(width, height)``."""
     if tuple(label.shape[1::-1]) == tuple(size_wh):

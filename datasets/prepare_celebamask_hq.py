@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np
 
-from data.image_io import list_files, read_rgb, stem
+from data.image_io import list_files, read_rgb, resize_rgb, stem
 from datasets import common
 from datasets.class_names import CELEBAMASK_HQ, write_class_names
 from util.errors import InputError
@@ -82,7 +82,7 @@ def convert_sample(root, image_path, index, image_out, label_out, size, overwrit
             and common.is_valid_label(label_out, LABEL_NC, (size, size))):
         return "skipped"
     label = compose_label(root, index, size)
-    image = common.resize_rgb(read_rgb(image_path), (size, size))
+    image = resize_rgb(read_rgb(image_path), (size, size))
     save_image_atomic(image_out, image)
     save_image_atomic(label_out, label)
     return "written"

@@ -35,9 +35,8 @@ import os
 import unittest.mock
 
 import numpy as np
-from PIL import Image
 
-from data.image_io import read_rgb
+from data.image_io import read_rgb, resize_rgb
 from util.errors import CheckpointError, InputError
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -126,13 +125,6 @@ def _check_same_shape(a, b):
         raise InputError(f"images differ in shape: {a.shape} vs {b.shape}; resize them first")
     if a.ndim != 3 or a.shape[2] != 3:
         raise InputError(f"expected (H, W, 3) RGB images, got shape {a.shape}")
-
-
-def resize_rgb(image, size_wh):
-    """Bicubic resize (PIL) of an ``(H, W, 3)`` uint8 image to ``size_wh = (width, height)``."""
-    if tuple(image.shape[1::-1]) == tuple(size_wh):
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size_wh), Image.BICUBIC))
 
 
 def load_pair(result_path, target_path, size=None):
