@@ -30,6 +30,7 @@ from data.codes import check_code_layout, load_codes, model_codes
 from data.image_io import (DONTCARE_VALUE, check_label_values, list_files, pair_by_stem, read_label,
                            read_rgb)
 from data.transforms import get_params, transform_image, transform_label
+from models.networks.options import semantic_nc
 from util.errors import InputError
 
 CODE_EXTENSIONS = (".npy",)
@@ -73,7 +74,7 @@ class CustomDataset(torch.utils.data.Dataset):
                 raise InputError(f"--{flag} {getattr(opt, flag)}: folder not found")
         self.opt = opt
         self.label_nc = opt.label_nc
-        self.semantic_nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        self.semantic_nc = semantic_nc(opt)
         labels = list_files(opt.label_dir)
         images = list_files(opt.image_dir)
         codes = list_files(opt.instance_dir, extensions=CODE_EXTENSIONS)

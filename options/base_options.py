@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from models.networks.options import semantic_nc
 from util.errors import OptionError
 from util.io import write_text_atomic
 
@@ -194,7 +195,7 @@ class BaseOptions:
             raise OptionError(f"--gpu_ids {opt.gpu_ids}: only {torch.cuda.device_count()} CUDA device(s) present")
         opt.gpu_ids = ids
         opt.device = torch.device(f"cuda:{ids[0]}") if ids else torch.device("cpu")
-        opt.semantic_nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        opt.semantic_nc = semantic_nc(opt)
         if opt.load_size is None:
             opt.load_size = int(round(opt.crop_size * 286 / 256)) if self.is_train else opt.crop_size
         return opt
