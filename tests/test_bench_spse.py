@@ -38,21 +38,21 @@ def test_slic_internals_are_timed_and_restored(bench, small_case):
     import skimage.segmentation.slic_superpixels as slic_module
     image, label = small_case
     originals = slic_module._slic_cython, slic_module._get_mask_centroids
-    out = {}
-    clock = bench.time_slic_internals(lambda: out.setdefault("codes", extract_style_codes(image, label, 8, size=64)))
+    clock = {}
+    with bench.slic_internals_timed(clock) as timed:
+        codes = extract_style_codes(image, label, 8, size=64)
+    assert timed
     assert set(clock) == {"iterations", "seeding"}
     assert clock["iterations"] > 0 and clock["seeding"] > 0
     assert (slic_module._slic_cython, slic_module._get_mask_centroids) == originals
     # The instrumentation does not change the result.
-    np.testing.assert_array_equal(out["codes"], extract_style_codes(image, label, 8, size=64))
+    np.testing.assert_array_equal(codes, extract_style_codes(image, label, 8, size=64))
 
 
 def test_slic_internals_restored_after_an_error(bench):
     import skimage.segmentation.slic_superpixels as slic_module
     originals = slic_module._slic_cython, slic_module._get_mask_centroids
-
-    def fail():
-        raise RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"):
-        bench.time_slic_internals(fail)
+        with bench.slic_internals_timed({}):
+            raise RuntimeError("boom")
     assert (slic_module._slic_cython, slic_module._get_mask_centroids) == originals
