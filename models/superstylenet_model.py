@@ -71,10 +71,13 @@ class SuperStyleNetModel(nn.Module):
     def preprocess_input(self, data):
         """Batch dict -> (one-hot segmap (B, J, H, W), image (B, 3, H, W) or None, codes (B, J, 512)).
 
-        Tensors are moved to the parameters' device. Raises InputError (naming
-        the batch's files) for labels outside [0, J) or misshaped codes.
+        Tensors are moved to the parameters' device and cast to their dtype
+        (float32 normally; ``model.double()`` gives a float64 model, which the
+        equivalence tests use). Raises InputError (naming the batch's files)
+        for labels outside [0, J) or misshaped codes.
         """
         device = self.device()
+        dtype = next(self.netG.parameters()).dtype
         paths = data.get("path", [])
         label = data["label"].to(device, non_blocking=True).long()
         if label.dim() == 3:
@@ -89,14 +92,14 @@ class SuperStyleNetModel(nn.Module):
             raise InputError(f"{paths}: label values must lie in [0, {self.label_nc - 1}]; "
                              f"found range [{lo}, {hi}]{hint}")
         b, _, h, w = label.shape
-        segmap = torch.zeros(b, self.label_nc, h, w, device=device)
+        segmap = torch.zeros(b, self.label_nc, h, w, device=device, dtype=dtype)
         segmap.scatter_(1, label, 1.0)
-        codes = data["codes"].to(device, non_blocking=True).float()
+        codes = data["codes"].to(device, dtype, non_blocking=True)
         if tuple(codes.shape) != (b, self.label_nc, 512):
             raise InputError(f"{paths}: codes batch must be {(b, self.label_nc, 512)}; got {tuple(codes.shape)}")
         image = data.get("image")
         if image is not None:
-            image = image.to(device, non_blocking=True).float()
+            image = image.to(device, dtype, non_blocking=True)
         return segmap, image, codes
 
     # ------------------------------------------------------------------ forward

@@ -147,15 +147,33 @@ def test_options_are_registered_once_with_spade_defaults():
 
 
 def test_eval_mode_is_deterministic_with_zero_noise_and_batch_independent():
+    # float64: batched and single-sample convolutions sum in different orders; in float64 that
+    # rounding is ~1e-15 relative, so a 1e-10 bound holds on any CPU and any kernel choice.
     torch.manual_seed(0)
     opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
-    g = SuperStyleNetGenerator(opt).eval()
+    g = SuperStyleNetGenerator(opt).double().eval()
     data = make_batch(2, 3, 32, 32)
-    seg = one_hot(data["label"][:, 0], 3)
+    seg = one_hot(data["label"][:, 0], 3).double()
+    codes = data["codes"].double()
     with torch.no_grad():
-        both = g(seg, data["codes"])
-        first = g(seg[:1], data["codes"][:1])
-    torch.testing.assert_close(both[:1], first, rtol=1e-5, atol=1e-6)
+        both = g(seg, codes)
+        first = g(seg[:1], codes[:1])
+    torch.testing.assert_close(both[:1], first, rtol=1e-10, atol=1e-10)
+
+
+def test_model_follows_its_parameters_dtype():
+    # the dataset's float32 batch is cast to the parameters' dtype: a float64 model runs in float64
+    torch.manual_seed(0)
+    model = SuperStyleNetModel(default_opt(label_nc=3, ngf=2, crop_size=32, ndf=8, no_vgg_loss=True)).double()
+    data = make_batch(2, 3, 32, 32)
+    assert data["codes"].dtype == data["image"].dtype == torch.float32
+    losses, fake = model(data, "generator")
+    assert fake.dtype == torch.float64 and all(v.dtype == torch.float64 for v in losses.values())
+    assert all(v.dtype == torch.float64 for v in model(data, "discriminator").values())
+    model.eval()
+    out64 = model(data, "inference")
+    assert out64.dtype == torch.float64
+    assert model.float()(data, "inference").dtype == torch.float32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

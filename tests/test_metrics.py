@@ -47,20 +47,65 @@ def test_frechet_distance_one_dimensional_and_identical():
     assert metrics.frechet_distance([0.3, -1.0], s, [0.3, -1.0], s) == pytest.approx(0.0, abs=1e-9)
 
 
+def _spd(rng, d):
+    a = rng.normal(size=(d, d))
+    return a @ a.T + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_non_commuting_covariances_closed_form():
+    # Exactness on non-commuting covariances. For 2x2 SPD S1, S2 the product M = S1 S2 has positive
+    # eigenvalues l1, l2, so Tr(M^(1/2)) = sqrt(l1) + sqrt(l2) = sqrt(Tr M + 2 sqrt(det M)). A
+    # block-diagonal of such pairs, rotated by one orthogonal Q (a similarity of S1 S2), is a dense,
+    # generic-looking D x D case with the same closed form.
+    rng = np.random.default_rng(9)
+    blocks = [(_spd(rng, 2), _spd(rng, 2)) for _ in range(3)]
+    assert all(not np.allclose(a @ b, b @ a) for a, b in blocks)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    s1 = np.zeros((6, 6))
+    s2 = np.zeros((6, 6))
+    tr_covmean = 0.0
+    for i, (a, b) in enumerate(blocks):
+        s1[2 * i:2 * i + 2, 2 * i:2 * i + 2], s2[2 * i:2 * i + 2, 2 * i:2 * i + 2] = a, b
+        m = a @ b
+        tr_covmean += np.sqrt(np.trace(m) + 2 * np.sqrt(np.linalg.det(m)))
+    s1, s2 = q @ s1 @ q.T, q @ s2 @ q.T
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean
+    # float64 throughout: eigendecompositions are backward stable (error ~ D u ||S||), so the result
+    # is exact to a small multiple of u (1.1e-16) times the size of the terms that cancel.
+    terms = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=0, abs=1e-12 * terms)
+
+
 def test_frechet_distance_agrees_with_pytorch_fid_on_generic_covariances():
-    # non-commuting SPD covariances: compare against pytorch-fid's sqrtm-based formula
+    # Non-commuting SPD covariances against pytorch-fid's formula, which takes the trace of
+    # scipy.linalg.sqrtm(S1 S2). sqrtm's accuracy differs between SciPy versions and builds, so the
+    # tolerance comes from the accuracy of the square root actually returned here: a computed root X
+    # with X @ X = S1 S2 + E is the exact root of S1 S2 + E, whose trace differs from the true one by
+    # tr(X^-1 E) / 2 to first order, i.e. at most ||X^-1||_F ||E||_F / 2. pytorch-fid subtracts twice
+    # that trace; everything else is float64 rounding of the terms that cancel.
     import warnings
 
+    import scipy.linalg
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     rng = np.random.default_rng(9)
-    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
-    s1, s2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    s1, s2 = _spd(rng, 6), _spd(rng, 6)
+    assert not np.allclose(s1 @ s2, s2 @ s1)
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         reference = calculate_frechet_distance(mu1, s1, mu2, s2)
-    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-7)
+        root = np.real(scipy.linalg.sqrtm(s1 @ s2))
+        if isinstance(root, tuple):  # (root, error estimate) in older SciPy
+            root = np.real(root[0])
+    residual = np.linalg.norm(root @ root - s1 @ s2)
+    sqrtm_trace_error = 0.5 * np.linalg.norm(np.linalg.inv(root)) * residual
+    terms = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+    tol = 2 * 2 * sqrtm_trace_error + 1e-12 * terms  # x2: first-order estimate; 1e-12: float64 rounding
+    got = metrics.frechet_distance(mu1, s1, mu2, s2)
+    print(f"FID {got:.12g}, pytorch-fid {reference:.12g}, sqrtm residual {residual:.2g}, tolerance {tol:.2g}")
+    assert got == pytest.approx(reference, rel=0, abs=tol)
 
 
 def test_frechet_distance_shape_mismatch_is_input_error():

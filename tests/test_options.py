@@ -30,11 +30,18 @@ def test_release_defaults(tmp_path):
     assert test.serial_batches and test.no_flip and test.load_size == test.crop_size and not test.isTrain
 
 
-def test_release_command_line_parses(tmp_path):
+def test_release_command_line_parses(tmp_path, monkeypatch):
+    # The release's command line names 4 GPUs; the machine running the tests may have 0, 1 or 8.
+    # Parsing it must not depend on that: pretend there are exactly 4.
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     argv = ("--name celeba --gpu_ids 0,1,2,3 --batchSize 32 --load_size 256 --crop_size 256 --dataset_mode "
             "custom --label_nc 19 --label_dir a --image_dir b --instance_dir c").split()
     opt = TrainOptions().parse(argv + ["--checkpoints_dir", str(tmp_path)], save=False)
     assert opt.label_nc == 19 and opt.batchSize == 32 and opt.load_size == 256 and opt.semantic_nc == 19
+    assert opt.gpu_ids == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("args, needle", [
