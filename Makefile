@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --durations=10
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

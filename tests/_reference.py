@@ -36,20 +36,3 @@ def reference_file(name):
             pytest.fail(msg)
         pytest.skip(msg)
     return path
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """Run a test module with one torch thread, restoring the previous count afterwards.
-
-    The model tests use tiny tensors, where intra-op threading only adds
-    synchronisation: on a busy 2-core machine each parallel region can stall on a
-    descheduled OpenMP thread (measured: a small generator forward took 2.1 s
-    with 2 threads and 0.03 s with 1). Modules opt in by importing this fixture.
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

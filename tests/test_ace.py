@@ -4,7 +4,6 @@ import torch.nn.functional as F
 
 from models.networks.ace import ACE, PerClassLinear, style_modulation
 from models.networks.architecture import StyleResBlock
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def one_hot(label, n):

@@ -9,7 +9,6 @@ from models.networks import GANLoss, MultiscaleDiscriminator, VGGLoss, default_o
 from models.networks.loss import VGG19_FILENAME
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import CheckpointError, OptionError
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def small_opt(**kw):

@@ -5,7 +5,6 @@ import torch
 from models.networks import SuperStyleNetGenerator, default_opt, load_vgg19
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import InputError, OptionError
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def one_hot(label, n):

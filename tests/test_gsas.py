@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 
 from models.networks.gsas import GSAS
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def gsas_literal(s, coef_weight, coef_bias):

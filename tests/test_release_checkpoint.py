@@ -10,7 +10,7 @@ from models.checkpoint_compat import (
     check_state_against, convert_release_generator_state, load_discriminator_weights, load_generator_weights,
 )
 from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator, default_opt
-from tests._reference import reference_file, single_torch_thread  # noqa: F401  (autouse fixture)
+from tests._reference import reference_file
 from util.errors import CheckpointError
 from util.io import torch_save_atomic
 

@@ -34,15 +34,6 @@ def _sample(rng):
     return palette[label].astype(np.uint8), label
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny convolutions: one thread avoids the cost of thread handoffs on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny generator (ngf 4, crop 32) trained briefly with an L1 reconstruction loss.

@@ -7,7 +7,6 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 from models.networks.sync_batchnorm import SyncBatchNorm2d
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def test_single_process_matches_batchnorm_values_grads_and_running_stats():
@@ -50,7 +49,6 @@ def test_affine_variant_and_state_dict_interchange():
 def _worker(rank, world, init_file, x_full, up_full, splits, result_file):
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world)
     try:
         results = []
