@@ -5,6 +5,11 @@ flushed to disk, then renamed over the destination (``os.replace`` is atomic
 on POSIX and Windows). A run killed at any moment therefore leaves either the
 old file or the complete new one, never a truncated file. Temporary files end
 in ``.tmp`` and are removed when the write fails.
+
+Permissions: ``tempfile.mkstemp`` creates its file with mode 0600 whatever
+the umask; before the rename the file gets the mode any newly created file
+would get (``0666 & ~umask``, 0644 under umask 022), so result pages and
+checkpoints can be shared like other files.
 """
 import contextlib
 import io
@@ -12,6 +17,29 @@ import os
 import tempfile
 
 import numpy as np
+
+
+def current_umask():
+    """The process's umask (int), read without changing it where the OS allows.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting
+    and restoring it (``os.umask`` has no read-only form).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode():
+    """Mode of a newly created regular file under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -30,6 +58,7 @@ def atomic_path(path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
