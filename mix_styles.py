@@ -34,7 +34,7 @@ import json
 import os
 import sys
 
-from data.image_io import read_label, read_rgb, stem
+from data.image_io import check_aspect_ratio, name_some, read_label, read_rgb, stem
 from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
 from options.test_options import TestOptions
 from util.errors import InputError, OptionError, run_cli
@@ -91,21 +91,31 @@ def parse_alphas(text):
     return values
 
 
+def check_pairs(flag_a, files_a, flag_b, files_b):
+    """Raise :class:`OptionError` unless two file lists pair up one to one (by position).
+
+    The message names the files without a partner: the first few, plus a count
+    (:func:`data.image_io.name_some`), as the dataset does for stems.
+    """
+    if len(files_a) == len(files_b):
+        return
+    (flag, longer), other = ((flag_a, files_a), flag_b) if len(files_a) > len(files_b) else ((flag_b, files_b), flag_a)
+    extra = longer[min(len(files_a), len(files_b)):]
+    raise OptionError(f"{flag_a} ({len(files_a)} files) and {flag_b} ({len(files_b)} files) must pair up one to "
+                      f"one, in order; {len(extra)} of the {flag} files lack a partner in {other}: "
+                      f"{name_some(extra)}")
+
+
 def check_counts(opt):
     """Validate the pairing of the source and style file lists; raises :class:`OptionError`."""
-    if len(opt.source_labels) != len(opt.source_codes):
-        raise OptionError(f"--source_labels ({len(opt.source_labels)} files) and --source_codes "
-                          f"({len(opt.source_codes)} files) must pair up one to one")
+    check_pairs("--source_labels", opt.source_labels, "--source_codes", opt.source_codes)
     if opt.style_codes:
         if opt.style_labels:
             raise OptionError("give either --style_codes or --style_labels (for extraction), not both")
-        if opt.style_images and len(opt.style_images) != len(opt.style_codes):
-            raise OptionError(f"--style_images ({len(opt.style_images)}) must match --style_codes "
-                              f"({len(opt.style_codes)}) one to one")
+        if opt.style_images:
+            check_pairs("--style_images", opt.style_images, "--style_codes", opt.style_codes)
     elif opt.style_images and opt.style_labels:
-        if len(opt.style_images) != len(opt.style_labels):
-            raise OptionError(f"--style_images ({len(opt.style_images)}) and --style_labels "
-                              f"({len(opt.style_labels)}) must pair up one to one")
+        check_pairs("--style_images", opt.style_images, "--style_labels", opt.style_labels)
     elif opt.style_images or opt.style_labels:
         raise OptionError("--style_images need --style_labels (codes extracted) or --style_codes (display)")
     elif opt.edit_rgb is None:
@@ -137,9 +147,10 @@ def load_styles(opt, mixer, progress=True):
     styles = []
     pairs = list(zip(opt.style_images, opt.style_labels))
     for image_path, label_path in tqdm(pairs, desc="SPSE", disable=not progress, unit="img"):
+        image, label = read_rgb(image_path), read_label(label_path)  # read_label refuses lossy (JPEG) maps
+        check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
         try:
-            codes = extract_style_codes(read_rgb(image_path), read_label(label_path), opt.label_nc,
-                                        size=opt.spse_size)
+            codes = extract_style_codes(image, label, opt.label_nc, size=opt.spse_size)
         except InputError as e:
             raise InputError(f"{image_path} / {label_path}: style code extraction failed ({e})") from e
         styles.append((stem(image_path), codes))

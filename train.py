@@ -46,7 +46,6 @@ def main(argv=None, model=None):
         opt.gpu_ids = [local_rank]
     main_process = rank == 0
     if main_process:
-        options.save_options(opt)
         options.print_options(opt)
     seed_everything(opt.seed)
 
@@ -61,7 +60,6 @@ def main(argv=None, model=None):
     if world_size > 1:
         ddp_ids = [local_rank] if opt.gpu_ids else None
     trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
-    visualizer = Visualizer(opt, enabled=main_process)
 
     start_epoch, start_iter = 1, 0
     if opt.continue_train:
@@ -70,6 +68,11 @@ def main(argv=None, model=None):
         if main_process:
             print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
                   f"global step {trainer.global_step}")
+    # Nothing is written under checkpoints/<name> before the options, the data, the model (VGG weights)
+    # and the resume state have been validated: a run that fails validation leaves no folder behind.
+    if main_process:
+        options.save_options(opt)
+    visualizer = Visualizer(opt, enabled=main_process)
 
     total_epochs = opt.niter + opt.niter_decay
     stop = False

@@ -5,9 +5,11 @@ Three folders are paired by file stem after a natural sort:
 ``--instance_dir`` (one ``.npy`` code file per image, as written by
 ``save_style_vector.py``; the flag keeps the release's name).
 
-Construction validates cheaply and early: empty or missing folders, unequal
-counts, unpaired stems and every code file's shape (read from the ``.npy``
-header with ``mmap_mode='r'``). Each item validates its label values.
+Construction validates cheaply and early: empty or missing folders, lossy
+(JPEG) label maps, stems without a partner and every code file's shape (read from the ``.npy``
+header with ``mmap_mode='r'``). Each item validates its label values and the aspect ratio of its image and
+label map (the rules of ``data/image_io.py``, shared with SPSE extraction and
+style mixing).
 
 A batch is a dict (DESIGN.md):
 
@@ -27,8 +29,8 @@ import numpy as np
 import torch
 
 from data.codes import check_code_layout, load_codes, model_codes
-from data.image_io import (DONTCARE_VALUE, check_label_values, list_files, pair_by_stem, read_label,
-                           read_rgb)
+from data.image_io import (DONTCARE_VALUE, check_aspect_ratio, check_label_values, group_by_stem, list_files,
+                           list_label_files, read_label, read_rgb, unpaired_error)
 from data.transforms import get_params, transform_image, transform_label
 from models.networks.options import semantic_nc
 from util.errors import InputError
@@ -75,22 +77,23 @@ class CustomDataset(torch.utils.data.Dataset):
         self.opt = opt
         self.label_nc = opt.label_nc
         self.semantic_nc = semantic_nc(opt)
-        labels = list_files(opt.label_dir)
+        labels = list_label_files(opt.label_dir)  # refuses lossy (JPEG) label maps
         images = list_files(opt.image_dir)
         codes = list_files(opt.instance_dir, extensions=CODE_EXTENSIONS)
-        counts = {"label": len(labels), "image": len(images), "code": len(codes)}
-        if len(set(counts.values())) != 1:
-            raise InputError(
-                f"unequal file counts: {len(labels)} labels in {opt.label_dir}, {len(images)} images in "
-                f"{opt.image_dir}, {len(codes)} code files in {opt.instance_dir}")
         if getattr(opt, "no_pairing_check", False):
+            if not len(labels) == len(images) == len(codes):
+                raise InputError(
+                    f"unequal file counts with --no_pairing_check (files pair by position): {len(labels)} labels "
+                    f"in {opt.label_dir}, {len(images)} images in {opt.image_dir}, {len(codes)} code files in "
+                    f"{opt.instance_dir}")
             triples = list(zip(labels, images, codes))
         else:
-            triples, problems = pair_by_stem(labels, images, codes, names=["label", "image", "code"])
-            if problems:
-                shown = "\n  ".join(problems[:10])
-                more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-                raise InputError(f"files do not pair by stem:\n  {shown}{more}")
+            groups = group_by_stem([labels, images, codes], ["label", "image", "code"])
+            error = unpaired_error(groups, ["label", "image", "code file"],
+                                   [opt.label_dir, opt.image_dir, opt.instance_dir])
+            if error is not None:
+                raise error
+            triples = [paths for _, paths, _ in groups]
         triples = triples[: opt.max_dataset_size]
         for _, _, code_path in triples:
             _check_code_header(code_path, (self.label_nc, self.semantic_nc))
@@ -117,11 +120,7 @@ class CustomDataset(torch.utils.data.Dataset):
         label = read_label(label_path)
         check_label_values(label, self.label_nc, label_path, allow_dontcare=opt.contain_dontcare_label)
         image = read_rgb(image_path)
-        ih, iw = image.shape[:2]
-        lh, lw = label.shape
-        if abs(iw * lh - lw * ih) > 0.01 * lw * ih:  # sizes may differ (CelebAMask-HQ), shapes may not
-            raise InputError(f"{image_path}: image size {iw}x{ih} has a different aspect ratio from label "
-                             f"{label_path} size {lw}x{lh}")
+        check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
         seed = int(getattr(opt, "seed", 0))
         rng = np.random.default_rng([seed & 0xFFFFFFFF, self.epoch, index])
         params = get_params(opt, (label.shape[1], label.shape[0]), rng)

@@ -12,7 +12,19 @@ from PIL import Image, UnidentifiedImageError
 from util.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Label maps (class maps) must be stored losslessly; see LOSSY_LABEL_REASON.
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP", "JPEG2000")  # PIL format names of lossy (or possibly lossy) codecs
 DONTCARE_VALUE = 255
+# Aspect ratios of an image and its label map may differ by this fraction (rounding of downscaled sizes).
+ASPECT_TOLERANCE = 0.01
+SHOWN = 5  # how many names a message lists before "and N more"
+
+LOSSY_LABEL_REASON = (
+    "class maps must be stored losslessly (PNG, BMP or TIFF): every pixel is a class index, and lossy "
+    "compression such as JPEG changes the values of pixels along every class boundary into other classes "
+    "(or out-of-range values), which silently corrupts the training targets and the style codes. Export the "
+    "original annotation as PNG; converting these files to PNG would keep the damage")
 
 
 def natural_key(text):
@@ -23,6 +35,59 @@ def natural_key(text):
 def stem(path):
     """File name without folder and extension."""
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def name_some(names, limit=SHOWN):
+    """``"a, b, c, d, e and 3 more"``: the first ``limit`` of ``names`` (strs) and how many are left."""
+    names = list(names)
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def lossy_label_error(paths):
+    """The :class:`InputError` for label maps stored in a lossy format (``paths``: one or more files)."""
+    paths = list(paths)
+    if len(paths) == 1:
+        return InputError(f"{paths[0]}: label map in a lossy format; {LOSSY_LABEL_REASON}")
+    return InputError(f"{len(paths)} label maps in a lossy format ({name_some(paths)}); {LOSSY_LABEL_REASON}")
+
+
+def is_lossless_label_name(path):
+    """True when ``path``'s extension is one of :data:`LABEL_EXTENSIONS` (case-insensitive)."""
+    return os.fspath(path).lower().endswith(LABEL_EXTENSIONS)
+
+
+def list_label_files(folder):
+    """Naturally sorted label maps in ``folder`` (:data:`LABEL_EXTENSIONS`).
+
+    Image files in a lossy format (``.jpg``, ``.jpeg``, ``.webp``) are not
+    skipped but refused: :func:`lossy_label_error` names them and says why.
+    Raises :class:`InputError` for a missing or empty folder as
+    :func:`list_files` does.
+    """
+    found = list_files(folder, IMAGE_EXTENSIONS)
+    lossy = [p for p in found if not is_lossless_label_name(p)]
+    if lossy:
+        raise lossy_label_error(lossy)
+    return found
+
+
+def check_aspect_ratio(image_size_wh, label_size_wh, image_path, label_path):
+    """The one rule for an image and its label map: the same aspect ratio (sizes may differ).
+
+    Sizes are ``(width, height)``. The ratios may differ by
+    :data:`ASPECT_TOLERANCE` (1 %), which covers the rounding of downscaled
+    sizes (1001x750 against 500x375). Raises :class:`InputError` naming both
+    files otherwise; the same message in extraction, training, testing and
+    style mixing.
+    """
+    (iw, ih), (lw, lh) = image_size_wh, label_size_wh
+    if abs(iw * lh - lw * ih) > ASPECT_TOLERANCE * lw * ih:
+        raise InputError(
+            f"{image_path}: image is {iw}x{ih} (aspect {iw / ih:.3f}) but its label map {label_path} is "
+            f"{lw}x{lh} (aspect {lw / lh:.3f}); an image and its label map may differ in size but must have "
+            f"the same aspect ratio (within {ASPECT_TOLERANCE:.0%}), or the classes would not cover the "
+            f"same pixels")
 
 
 def list_files(folder, extensions=IMAGE_EXTENSIONS, recursive=False):
@@ -88,6 +153,27 @@ def pair_by_stem(primary, *others, names=None):
     return pairs, problems
 
 
+def unpaired_error(groups, names, folders):
+    """The :class:`InputError` for stems without a complete set of files, or None when all are paired.
+
+    ``groups``: :func:`group_by_stem`'s result; ``names`` and ``folders``: what
+    each list holds and where. The message counts the stems that lack a
+    partner, names the first few with what is missing, and says where each
+    stem needs a file.
+    """
+    bad = [(s, problem) for s, _, problem in groups if problem is not None]
+    if not bad:
+        return None
+    lines = [f"files do not pair by stem: {len(bad)} of {len(groups)} stems lack a partner "
+             f"({name_some(repr(s) for s, _ in bad)})"]
+    lines += [f"  {problem}" for _, problem in bad[:SHOWN]]
+    if len(bad) > SHOWN:
+        lines.append(f"  ... and {len(bad) - SHOWN} more")
+    lines.append("  every stem needs one file in each of: "
+                 + ", ".join(f"{n}s {f}" for n, f in zip(names, folders)))
+    return InputError("\n".join(lines))
+
+
 def read_rgb(path):
     """Read an image as an ``(H, W, 3)`` uint8 RGB array (grey and RGBA are converted)."""
     try:
@@ -104,10 +190,16 @@ def read_label(path):
     """Read a single-channel label map as an ``(H, W)`` uint8/int array of class indices.
 
     Grey-level RGB(A) files are accepted; colour or multi-channel maps raise
-    :class:`InputError` naming the file.
+    :class:`InputError` naming the file, and so do lossy files (a JPEG/WebP
+    name or content, or a JPEG-compressed TIFF; :func:`lossy_label_error`).
     """
+    if not is_lossless_label_name(path) and os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
+        raise lossy_label_error([path])
     try:
         with Image.open(path) as im:
+            compression = str(im.info.get("compression", "")).lower()
+            if im.format in LOSSY_FORMATS or (im.format == "TIFF" and "jpeg" in compression):
+                raise lossy_label_error([path])
             im.load()
             if im.mode in ("RGB", "RGBA"):
                 arr = np.asarray(im)

@@ -23,12 +23,11 @@ import os
 import time
 
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
-from data.image_io import check_label_values, group_by_stem, list_files, read_label, read_rgb
+from data.image_io import (check_aspect_ratio, check_label_values, group_by_stem, list_files, list_label_files,
+                           read_label, read_rgb, unpaired_error)
 from data.spse import extract_style_codes_and_presence
 from util.errors import InputError, OptionError
 from util.parallel import run_tasks
-
-LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 
 
 def default_workers():
@@ -96,10 +95,8 @@ def process_one(image_path, label_path, out_path, label_nc, size, n_segments, co
     image = read_rgb(image_path)
     label = read_label(label_path)
     check_label_values(label, label_nc, label_path, allow_dontcare=True)  # 255 is allowed and ignored
-    if image.shape[:2] != label.shape:
-        warnings_.append(f"{image_path}: image is {image.shape[1]}x{image.shape[0]} but label "
-                         f"{label_path} is {label.shape[1]}x{label.shape[0]}; both were resized to "
-                         f"{size}x{size} (image bicubic, label nearest)")
+    # sizes may differ (both are resized to size x size), aspect ratios may not
+    check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
     try:
         codes, present = extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness,
                                                           crop=crop)
@@ -142,8 +139,12 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
     * ``absent_classes``: total number of (written image, class) pairs whose
       class has no pixel; ``absent_per_class``: the same per class (list);
     * ``failures``: messages naming the file and the reason, in stem order;
-    * ``warnings``: resolved problems (size mismatch, invalid file replaced,
-      stale temporary removed);
+    * ``unpaired``: the failures of stems that lack a partner (an image
+      without its label map or the reverse, or several files per stem), and
+      ``unpaired_message``: the report of them that training gives too
+      (:func:`data.image_io.unpaired_error`: a count and the first few), or None;
+    * ``warnings``: resolved problems (invalid file replaced, stale temporary
+      removed);
     * ``total`` (stems in this shard), ``seconds``.
 
     Raises :class:`OptionError` for bad options and :class:`InputError` when a
@@ -155,15 +156,18 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
     save_dir = os.fspath(save_dir)
     t0 = time.perf_counter()
 
-    items = shard(plan_items(list_files(image_dir), list_files(label_dir, extensions=LABEL_EXTENSIONS)),
-                  num_shards, shard_index)
+    items = shard(plan_items(list_files(image_dir), list_label_files(label_dir)), num_shards, shard_index)
     os.makedirs(save_dir, exist_ok=True)
     summary = {"written": 0, "skipped": 0, "failed": 0, "absent_classes": 0,
-               "absent_per_class": [0] * label_nc, "failures": [], "warnings": [], "total": len(items),
-               "seconds": 0.0}
+               "absent_per_class": [0] * label_nc, "failures": [], "unpaired": [], "warnings": [],
+               "total": len(items), "seconds": 0.0}
     failures = {}
     summary["warnings"] += [f"{p}: removed temporary file left by an interrupted run"
                             for p in _remove_stale_temporaries(save_dir, [it[0] for it in items])]
+
+    error = unpaired_error([(s, (image, label), problem) for s, image, label, problem in items],
+                           ["image", "label map"], [os.fspath(image_dir), os.fspath(label_dir)])
+    summary["unpaired_message"] = None if error is None else str(error)
 
     params = dict(label_nc=label_nc, size=int(size), n_segments=int(n_segments),
                   compactness=float(compactness), layout=layout, crop=bool(crop))
@@ -171,6 +175,7 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
     for s, image_path, label_path, problem in items:
         if problem is not None:
             failures[s] = problem
+            summary["unpaired"].append(problem)
             continue
         out_path = os.path.join(save_dir, s + ".npy")
         if os.path.exists(out_path) and not overwrite:
@@ -205,8 +210,12 @@ def format_summary(summary, save_dir=None):
     lines = []
     for w in summary["warnings"]:
         lines.append(f"warning: {w}")
+    if summary.get("unpaired_message"):  # the same report as training's (data.image_io.unpaired_error)
+        lines.append(f"FAILED: {summary['unpaired_message']}")
+    unpaired = set(summary.get("unpaired", []))
     for f in summary["failures"]:
-        lines.append(f"FAILED: {f}")
+        if f not in unpaired:
+            lines.append(f"FAILED: {f}")
     where = f" in {save_dir}" if save_dir else ""
     lines.append(f"SPSE summary{where}: {summary['written']} written, {summary['skipped']} skipped, "
                  f"{summary['failed']} failed, {summary['absent_classes']} classes absent "

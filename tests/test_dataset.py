@@ -93,7 +93,7 @@ def test_out_of_range_label_names_file_and_value(dataset_dirs):
     ("missing_code", r"img1\.png.*no matching code"),
     ("wrong_classes", r"img1\.npy.*holds 3 classes but label_nc is 4"),
     ("wrong_length", r"img1\.npy.*shape \(4, 100\)"),
-    ("extra_image", r"unequal file counts"),
+    ("extra_image", r"1 of 4 stems lack a partner \('img9'\)(.|\n)*img9\.png: no matching label"),
     ("empty_labels", r"labels.*no files"),
     ("unpaired_stem", r"img1\.(png|npy).*no matching"),
     ("missing_dir", r"--instance_dir .*folder not found"),

@@ -99,13 +99,16 @@ def test_corrupt_image_and_out_of_range_label_do_not_stop_the_batch(tmp_path):
     assert os.path.exists(tmp_path / "codes" / "b.npy")
 
 
-def test_size_mismatch_is_resolved_and_reported(tmp_path):
-    _dataset(tmp_path, names=("x",))
+def test_size_mismatch_is_resolved_but_not_an_aspect_ratio_mismatch(tmp_path):
+    # sizes may differ (both are resized to size x size); aspect ratios may not (data.image_io.check_aspect_ratio)
+    _dataset(tmp_path, names=("x", "y"))
     _write_pair(tmp_path, "x", 0, label_size=(12, 20))
+    _write_pair(tmp_path, "y", 1, label_size=(12, 12))
     summary = _run(tmp_path, workers=1)
-    assert summary["written"] == 1 and summary["failed"] == 0
-    (warning,) = summary["warnings"]
-    assert "24x24" in warning and "20x12" in warning and f"{SIZE}x{SIZE}" in warning
+    assert summary["written"] == 1 and summary["failed"] == 1 and summary["warnings"] == []
+    (failure,) = summary["failures"]
+    assert "x.png: image is 24x24" in failure and "is 20x12" in failure and "same aspect ratio" in failure
+    assert os.path.exists(tmp_path / "codes" / "y.npy")
 
 
 def test_resume_after_a_killed_run(tmp_path):
