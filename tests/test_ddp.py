@@ -19,7 +19,7 @@ there. In float64 (unit roundoff u = 1.1e-16) the same differences are ~1e-15
 relative (measured 5e-15) and a flip needs an activation within ~1e-15 of
 zero. The gradient bound below, 1e-9 of the largest gradient, leaves a factor
 of 1e5 above that for error growth through the network's depth and long sums
-(measured: 8e-15 for G, 5e-15 for D). A real defect (wrong gradient averaging
+(measured: 3e-15 for G and D). A real defect (wrong gradient averaging
 or batch split, unsynchronised BatchNorm statistics) changes what is
 computed, not how it is rounded, and moves gradients by far more. (At crop 32
 the generator's first layers are 1x1 and each BatchNorm channel sees only 4
@@ -59,7 +59,7 @@ def _train_args(root, name, data_dirs):
     images, labels, codes = data_dirs
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-            "--label_nc", "4", "--crop_size", "64", "--load_size", "64", "--ngf", "4", "--ndf", "8",
+            "--label_nc", "2", "--crop_size", "64", "--load_size", "64", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "4", "--niter", "1", "--niter_decay", "0", "--max_steps", "1",
             "--print_freq", "1", "--display_freq", "1", "--freeze_noise", "--seed", "3"]
 
@@ -77,6 +77,15 @@ def _record_gradients(store):
                       for group in optimizer.param_groups for p in group["params"]])
 
     return register_optimizer_step_pre_hook(hook)
+
+
+def _digest(tensor):
+    """SHA-256 of a tensor's dtype, shape and bytes: equal digests mean bit-identical tensors."""
+    import hashlib
+
+    t = tensor.detach().cpu().contiguous()
+    return hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.view(-1).view(torch.uint8).numpy().tobytes()
+                          ).hexdigest()
 
 
 def _float64_model(args):
@@ -100,8 +109,12 @@ def _worker(rank, world_size, port, root, data_dirs):
     try:
         args = _train_args(root, "ddp", data_dirs)
         trainer = train.main(args, model=_float64_model(args))
-        state = {"netG": trainer.model.netG.state_dict(), "netD": trainer.model.netD.state_dict(),
-                 "step": trainer.global_step, "grads": grads}
+        nets = {"netG": trainer.model.netG.state_dict(), "netD": trainer.model.netD.state_dict()}
+        # every rank: a digest of the exact bytes of every tensor; rank 0 also the tensors and gradients
+        state = {"step": trainer.global_step, "digest": {f"{net}.{k}": _digest(v) for net, sd in nets.items()
+                                                         for k, v in sd.items()}}
+        if rank == 0:
+            state.update(nets, grads=grads)
         torch.save(state, os.path.join(root, f"rank{rank}.pt"))
     finally:
         handle.remove()
@@ -110,14 +123,15 @@ def _worker(rank, world_size, port, root, data_dirs):
 
 def test_two_gloo_processes_match_single_process(tmp_path):
     root = str(tmp_path)
-    data_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=8, size=64, label_nc=4)
+    data_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=8, size=64, label_nc=2)
     mp.start_processes(_worker, args=(2, _free_port(), root, data_dirs), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [torch.load(os.path.join(root, f"rank{r}.pt"), weights_only=True) for r in range(2)]
     assert ranks[0]["step"] == ranks[1]["step"] == 1
-    for net in ("netG", "netD"):
-        for k, v in ranks[0][net].items():
-            assert torch.equal(ranks[1][net][k], v), f"ranks differ in {net}.{k}"
+    assert len(ranks[0]["digest"]) == len(ranks[1]["digest"]) > 0
+    for k, v in ranks[0]["digest"].items():
+        assert ranks[1]["digest"][k] == v, f"ranks differ in {k}"
+    assert ranks[0]["digest"]["netG.fc.weight"] == _digest(ranks[0]["netG"]["fc.weight"])
 
     # only rank 0 writes checkpoints and logs
     folder = tmp_path / "ck" / "ddp"
