@@ -16,10 +16,10 @@ def _l1(model, batch):
 
 
 def test_training_cuts_reconstruction_error(tmp_path):
-    images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=4, seed=1)
+    images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=2, seed=1)
     args = ["--name", "learn", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-            "--label_nc", "4", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
+            "--label_nc", "2", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "2", "--lr", "0.001", "--niter", "100", "--niter_decay", "0",
             "--max_steps", "40", "--print_freq", "20", "--display_freq", "1000", "--seed", "2"]
     trainer = train.main(args)

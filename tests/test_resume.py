@@ -7,13 +7,13 @@ from util.checkpoint import load_train_state
 
 
 def test_stop_and_continue_equals_uninterrupted(tmp_path):
-    images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=6, size=32, label_nc=4)
+    images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=6, size=32, label_nc=2)
 
     def args(name, steps):
         # 3 steps per epoch; the lr decays from epoch 2 on; flips and shuffling are on
         return ["--name", name, "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
                 "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-                "--label_nc", "4", "--crop_size", "32", "--load_size", "36", "--ngf", "4", "--ndf", "8",
+                "--label_nc", "2", "--crop_size", "32", "--load_size", "36", "--ngf", "4", "--ndf", "8",
                 "--no_vgg_loss", "--batchSize", "2", "--niter", "1", "--niter_decay", "3",
                 "--max_steps", str(steps), "--print_freq", "100", "--display_freq", "100", "--seed", "5"]
 
