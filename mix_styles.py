@@ -99,8 +99,10 @@ def check_pairs(flag_a, files_a, flag_b, files_b):
     """
     if len(files_a) == len(files_b):
         return
-    (flag, longer), other = ((flag_a, files_a), flag_b) if len(files_a) > len(files_b) else ((flag_b, files_b), flag_a)
-    extra = longer[min(len(files_a), len(files_b)):]
+    if len(files_a) > len(files_b):
+        flag, extra, other = flag_a, files_a[len(files_b):], flag_b
+    else:
+        flag, extra, other = flag_b, files_b[len(files_a):], flag_a
     raise OptionError(f"{flag_a} ({len(files_a)} files) and {flag_b} ({len(files_b)} files) must pair up one to "
                       f"one, in order; {len(extra)} of the {flag} files lack a partner in {other}: "
                       f"{name_some(extra)}")
