@@ -36,3 +36,15 @@ def reference_file(name):
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """Kept for modules that still import it: the thread count is now set once for the
+    whole session in tests/conftest.py, so this fixture only checks that it is in effect."""
+    import torch
+
+    from tests.conftest import TEST_THREADS
+
+    assert torch.get_num_threads() == TEST_THREADS
+    yield
