@@ -23,8 +23,11 @@ label folder or its two parents, as written by ``datasets/prepare_*.py``).
 
 The architecture comes from ``checkpoints/<name>/opt.json`` as in
 ``test.py`` (command-line flags win); the generator from
-``<which_epoch>_net_G.pth`` (this project's or the release's). Output:
-``<mix_dir>/index.html`` (default ``results/<name>/mix_<which_epoch>``), a grid
+``<which_epoch>_net_G.pth`` (this project's or the release's), or with
+``--use_ema`` the averaged generator ``<which_epoch>_net_G_ema.pth``. Only
+label maps and code files are needed (no photographs). Output:
+``<mix_dir>/index.html`` (default ``results/<name>/mix_<which_epoch>``, with
+``_ema`` appended under ``--use_ema``), a grid
 with one row per source: its label map, its reconstruction, then one cell per
 (style, alpha), and with ``--edit_rgb dr,dg,db`` a column where the chosen
 classes' codes are shifted in colour instead; the first row shows the style
@@ -160,13 +163,13 @@ def load_styles(opt, mixer, progress=True):
 
 
 def build_model(opt):
-    """The model of ``opt`` with the generator weights of ``--which_epoch``, in eval mode."""
+    """The model of ``opt`` with the generator weights of ``--which_epoch`` (``--use_ema``: the EMA), in eval mode."""
     from models.checkpoint_compat import load_generator_weights
     from models.superstylenet_model import SuperStyleNetModel
-    from util.checkpoint import network_path
+    from util.checkpoint import generator_path
 
     model = SuperStyleNetModel(opt).to(opt.device)
-    path = network_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, "G")
+    path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
     for note in load_generator_weights(model.netG, path):
         print(f"note: {path}: {note}")
     return model.eval()
@@ -189,7 +192,8 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
     from util.io import write_text_atomic
     from util.util import tensor2label
 
-    page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}), classes {class_label}")
+    page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}"
+                              + (", EMA generator" if opt.use_ema else "") + f"), classes {class_label}")
     width = opt.display_winsize
     style_images = dict(zip([s for s, _ in styles], opt.style_images or []))
     manifest = {"classes": classes, "alphas": alphas, "edit_rgb": edit_rgb, "rows": []}
@@ -269,7 +273,8 @@ def main(argv=None, model=None):
     if edit_rgb is not None:
         grid["edited"] = {name: mixer.generate(label, shift_class_colour(codes, classes, edit_rgb), name)
                           for name, label, codes in sources}
-    mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name, f"mix_{opt.which_epoch}")
+    mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name,
+                                          f"mix_{opt.which_epoch}" + ("_ema" if opt.use_ema else ""))
     path = write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb)
     print(f"{len(sources)} source(s) x {len(styles)} style(s) x {len(alphas)} alpha(s); page: {path}")
     return path

@@ -7,8 +7,14 @@
 Architecture flags default to those saved in ``checkpoints/<name>/opt.json``
 (flags on the command line win). Generator weights come from
 ``checkpoints/<name>/<which_epoch>_net_G.pth``, written by this project or by
-the original release. Output: ``results/<name>/test_<which_epoch>/index.html``
-and its ``images/`` folder.
+the original release; with ``--use_ema`` from ``<which_epoch>_net_G_ema.pth``,
+the averaged generator (the raw one stays the default: the paper's protocol).
+Output: ``results/<name>/test_<which_epoch>/index.html`` (``test_<which_epoch>_ema``
+with ``--use_ema``) and its ``images/`` folder.
+
+Without ``--image_dir`` only label maps and codes are needed: the page then
+shows the label map and the synthesised image (``evaluate.py`` needs the
+ground truth, so it applies only when photographs exist).
 """
 import math
 import os
@@ -20,7 +26,7 @@ from tqdm import tqdm
 from data import create_dataloader
 from options.test_options import TestOptions
 from util import html
-from util.checkpoint import network_path
+from util.checkpoint import generator_path
 from util.util import tensor2im, tensor2label
 
 
@@ -51,12 +57,16 @@ def main(argv=None, model=None):
 
         model = SuperStyleNetModel(opt)
     model = model.to(opt.device)
-    ckpt_path = network_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, "G")
+    ckpt_path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
     load_generator(model, ckpt_path)
     model.eval()
+    if not opt.image_dir:
+        print("no --image_dir: synthesising from label maps and codes alone (no real images on the page)")
 
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}")
-    page = html.HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}")
+    suffix = "_ema" if opt.use_ema else ""
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}{suffix}")
+    page = html.HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
+                              + (" (EMA generator)" if opt.use_ema else ""))
     how_many = len(loader.dataset) if opt.how_many == float("inf") else min(int(opt.how_many), len(loader.dataset))
     total_batches = math.ceil(how_many / opt.batchSize)
     done = 0
@@ -71,8 +81,9 @@ def main(argv=None, model=None):
             visuals = {
                 "input_label": tensor2label(data["label"][b], opt.semantic_nc),
                 "synthesized_image": tensor2im(generated[b]),
-                "real_image": tensor2im(data["image"][b]),
             }
+            if "image" in data:
+                visuals["real_image"] = tensor2im(data["image"][b])
             page.add_header(name)
             names = []
             for kind, im in visuals.items():

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from data import create_dataloader
 from options.train_options import TrainOptions
+from trainers.evaluator import build_evaluator
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from util import distributed as dist_util
 from util.visualizer import Visualizer
@@ -60,6 +61,8 @@ def main(argv=None, model=None):
     if world_size > 1:
         ddp_ids = [local_rank] if opt.gpu_ids else None
     trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
+    trainer.attach_ema_data(dataset, loader.batch_size)
+    trainer.evaluator = build_evaluator(opt, loader.batch_size, rank, world_size)  # None without --eval_dir
 
     start_epoch, start_iter = 1, 0
     if opt.continue_train:
@@ -103,6 +106,9 @@ def main(argv=None, model=None):
                     {"input_label": data["label"], "synthesized_image": trainer.generated,
                      "real_image": data["image"]}, epoch, step)
             max_reached = opt.max_steps and step >= opt.max_steps
+            last = max_reached or (epoch == total_epochs and epoch_iter >= steps_per_epoch)
+            if trainer.evaluator is not None and trainer.evaluator.due(step, last):
+                trainer.evaluator.run(trainer, epoch, epoch_iter, visualizer)  # on every rank (sharded)
             if main_process and (step % opt.save_latest_freq == 0 or max_reached):
                 trainer.save("latest", epoch, epoch_iter)
             if max_reached or (opt.debug and epoch_iter - first >= 3):

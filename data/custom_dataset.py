@@ -5,6 +5,9 @@ Three folders are paired by file stem after a natural sort:
 ``--instance_dir`` (one ``.npy`` code file per image, as written by
 ``save_style_vector.py``; the flag keeps the release's name).
 
+Without ``--image_dir`` (test synthesis only, not training) labels and codes
+are paired alone and items carry no ``image``.
+
 Construction validates cheaply and early: empty or missing folders, lossy
 (JPEG) label maps, stems without a partner and every code file's shape (read from the ``.npy``
 header with ``mmap_mode='r'``). Each item validates its label values and the aspect ratio of its image and
@@ -14,9 +17,9 @@ style mixing).
 A batch is a dict (DESIGN.md):
 
 * ``label``: ``(B, 1, H, W)`` int64; 255 already mapped to ``label_nc``;
-* ``image``: ``(B, 3, H, W)`` float32 in [-1, 1];
+* ``image``: ``(B, 3, H, W)`` float32 in [-1, 1] (absent without ``--image_dir``);
 * ``codes``: ``(B, J, 512)`` float32, ``(x - 0.5) / 0.5`` of the stored codes;
-* ``path``: list of image paths.
+* ``path``: list of image paths (label paths without ``--image_dir``).
 
 With ``--contain_dontcare_label`` ``J = label_nc + 1`` and the extra row (the
 don't-care class) holds the normalised value of an all-zero raw code, i.e.
@@ -69,7 +72,10 @@ class CustomDataset(torch.utils.data.Dataset):
         return parser
 
     def __init__(self, opt):
-        for flag in ("label_dir", "image_dir", "instance_dir"):
+        # test synthesis may go without photographs: labels and codes are all the generator needs
+        self.has_images = bool(getattr(opt, "image_dir", None)) or bool(getattr(opt, "isTrain", True))
+        flags = ["label_dir", "image_dir", "instance_dir"] if self.has_images else ["label_dir", "instance_dir"]
+        for flag in flags:
             if not getattr(opt, flag, None):
                 raise InputError(f"--{flag} is required for --dataset_mode custom")
             if not os.path.isdir(getattr(opt, flag)):
@@ -78,22 +84,24 @@ class CustomDataset(torch.utils.data.Dataset):
         self.label_nc = opt.label_nc
         self.semantic_nc = semantic_nc(opt)
         labels = list_label_files(opt.label_dir)  # refuses lossy (JPEG) label maps
-        images = list_files(opt.image_dir)
         codes = list_files(opt.instance_dir, extensions=CODE_EXTENSIONS)
+        lists, kinds = [labels, codes], ["label", "code file"]
+        if self.has_images:
+            lists, kinds = [labels, list_files(opt.image_dir), codes], ["label", "image", "code file"]
+        folders = [getattr(opt, f) for f in flags]
         if getattr(opt, "no_pairing_check", False):
-            if not len(labels) == len(images) == len(codes):
-                raise InputError(
-                    f"unequal file counts with --no_pairing_check (files pair by position): {len(labels)} labels "
-                    f"in {opt.label_dir}, {len(images)} images in {opt.image_dir}, {len(codes)} code files in "
-                    f"{opt.instance_dir}")
-            triples = list(zip(labels, images, codes))
+            if len({len(x) for x in lists}) != 1:
+                raise InputError("unequal file counts with --no_pairing_check (files pair by position): "
+                                 + ", ".join(f"{len(x)} {k}s in {f}" for x, k, f in zip(lists, kinds, folders)))
+            triples = list(zip(*lists))
         else:
-            groups = group_by_stem([labels, images, codes], ["label", "image", "code"])
-            error = unpaired_error(groups, ["label", "image", "code file"],
-                                   [opt.label_dir, opt.image_dir, opt.instance_dir])
+            groups = group_by_stem(lists, [k.split()[0] for k in kinds])
+            error = unpaired_error(groups, kinds, folders)
             if error is not None:
                 raise error
             triples = [paths for _, paths, _ in groups]
+        if not self.has_images:
+            triples = [(label, None, code) for label, code in triples]
         triples = triples[: opt.max_dataset_size]
         for _, _, code_path in triples:
             _check_code_header(code_path, (self.label_nc, self.semantic_nc))
@@ -119,16 +127,16 @@ class CustomDataset(torch.utils.data.Dataset):
         label_path, image_path = self.label_paths[index], self.image_paths[index]
         label = read_label(label_path)
         check_label_values(label, self.label_nc, label_path, allow_dontcare=opt.contain_dontcare_label)
-        image = read_rgb(image_path)
-        check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
+        image = None
+        if image_path is not None:
+            image = read_rgb(image_path)
+            check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
         seed = int(getattr(opt, "seed", 0))
         rng = np.random.default_rng([seed & 0xFFFFFFFF, self.epoch, index])
         params = get_params(opt, (label.shape[1], label.shape[0]), rng)
         label_t = transform_label(label, opt, params)
         label_t[label_t == DONTCARE_VALUE] = self.label_nc
-        return {
-            "label": label_t,
-            "image": transform_image(image, opt, params),
-            "codes": self.load_codes(index),
-            "path": image_path,
-        }
+        item = {"label": label_t, "codes": self.load_codes(index), "path": image_path or label_path}
+        if image is not None:
+            item["image"] = transform_image(image, opt, params)
+        return item

@@ -88,13 +88,18 @@ class ResumableSampler(torch.utils.data.Sampler):
 
 
 def collate(items):
-    """Stack a list of item dicts into the batch dict (``path`` stays a list of str)."""
-    return {
+    """Stack a list of item dicts into the batch dict (``path`` stays a list of str).
+
+    ``image`` is present only when the items carry one (a test set without photographs has none).
+    """
+    batch = {
         "label": torch.stack([it["label"] for it in items]),
-        "image": torch.stack([it["image"] for it in items]),
         "codes": torch.stack([it["codes"] for it in items]),
         "path": [it["path"] for it in items],
     }
+    if "image" in items[0]:
+        batch["image"] = torch.stack([it["image"] for it in items])
+    return batch
 
 
 def create_dataloader(opt, rank=0, world_size=1):

@@ -30,6 +30,7 @@ RUN_SPECIFIC_OPTIONS = frozenset({
     "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "max_steps", "niter", "niter_decay",
     "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "verbose", "load_from_opt_file",
     "no_pairing_check", "save_train_state", "semantic_nc",
+    "eval_dir", "eval_freq", "eval_metric", "inception_path", "eval_fid_random_weights", "use_ema",
 })
 
 

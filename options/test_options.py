@@ -15,5 +15,8 @@ class TestOptions(BaseOptions):
         g.add_argument("--which_epoch", type=str, default="latest",
                        help="which epoch to load: a number or 'latest'")
         g.add_argument("--how_many", type=int, default=float("inf"), help="how many test images to run")
+        g.add_argument("--use_ema", action="store_true",
+                       help="use the averaged generator <which_epoch>_net_G_ema.pth (trained with --ema_decay > 0) "
+                            "instead of the raw <which_epoch>_net_G.pth, which stays the default (paper protocol)")
         parser.set_defaults(serial_batches=True, no_flip=True, phase="test")
         return parser

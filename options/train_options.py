@@ -1,5 +1,6 @@
 """Training options (SPADE / SuperStyleNet release flag names and defaults)."""
 from options.base_options import BaseOptions
+from trainers import ema, evaluator
 from util.errors import OptionError
 
 
@@ -49,6 +50,8 @@ class TrainOptions(BaseOptions):
                             "used to compare runs whose noise draws differ, e.g. 1 vs 2 processes")
         g.add_argument("--amp", action="store_true",
                        help="mixed precision (CUDA only; ignored with a notice on CPU)")
+        parser = ema.modify_commandline_options(parser, self.is_train)
+        parser = evaluator.modify_commandline_options(parser, self.is_train)
         return parser
 
     def validate(self, opt):
@@ -64,3 +67,5 @@ class TrainOptions(BaseOptions):
                 raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
         if opt.lr <= 0:
             raise OptionError(f"--lr {opt.lr}: must be positive")
+        ema.validate_options(opt)
+        evaluator.validate_options(opt)

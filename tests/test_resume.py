@@ -1,4 +1,4 @@
-"""Exact resume: 2k steps in one run equal k steps, stop, --continue_train for k more."""
+"""Exact resume: 2k steps in one run equal k steps, stop, --continue_train for k more (EMA generator included)."""
 import torch
 
 import train
@@ -39,3 +39,16 @@ def test_stop_and_continue_equals_uninterrupted(tmp_path):
         for idx in sa:
             torch.testing.assert_close(sb[idx]["exp_avg_sq"], sa[idx]["exp_avg_sq"], rtol=0, atol=1e-9)
     assert straight.latest_losses() == resumed.latest_losses()
+    # the EMA generator (on by default) is restored exactly: averaged weights, counters, and the
+    # BatchNorm statistics recomputed for the checkpoint
+    assert straight.ema is not None and resumed.ema is not None
+    assert (straight.ema.num_steps, straight.ema.num_updates) == (resumed.ema.num_steps, resumed.ema.num_updates) == (8, 8)
+    a, b = straight.ema.module.state_dict(), resumed.ema.module.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-7, msg=f"EMA {k}")
+    files = [torch.load(tmp_path / "ck" / n / "latest_net_G_ema.pth", weights_only=True) for n in ("straight", "resumed")]
+    assert files[0].keys() == a.keys()
+    for k in a:
+        torch.testing.assert_close(files[1][k], files[0][k], rtol=0, atol=1e-7, msg=f"latest_net_G_ema {k}")
+    # the average is not the raw generator
+    assert any(not torch.equal(a[k], v) for k, v in straight.model.netG.state_dict().items())

@@ -166,3 +166,73 @@ def test_release_layout_generator_checkpoint_works_without_opt_json(trained, tmp
     a = np.asarray(Image.open(results / "release" / "test_latest" / "images" / "synthesized_image" / "img0.png"))
     b = np.asarray(Image.open(results / "smoke" / "test_latest" / "images" / "synthesized_image" / "img0.png"))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_use_ema_loads_the_averaged_generator(trained):
+    """--use_ema reads <epoch>_net_G_ema.pth: another output, equal to the EMA module's own."""
+    import numpy as np
+    from PIL import Image
+
+    from data import create_dataloader
+    from options.test_options import TestOptions
+    from util.util import tensor2im
+
+    tmp_path, dirs, _, trainer = trained
+    images, labels, codes = dirs
+    folder = tmp_path / "ck" / "smoke"
+    assert trainer.ema is not None  # on by default
+    assert (folder / "2_net_G_ema.pth").is_file() and (folder / "latest_net_G_ema.pth").is_file()
+    test_script = load_test_script()
+    common = ["--name", "smoke", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+              "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
+              "--results_dir", str(tmp_path / "res_ema"), "--how_many", "2"]
+    raw_page = test_script.main(common)
+    ema_page = test_script.main(common + ["--use_ema"])
+    assert ema_page == str(tmp_path / "res_ema" / "smoke" / "test_latest_ema" / "index.html")
+    assert raw_page != ema_page
+
+    def synthesized(page):
+        return np.asarray(Image.open(os.path.join(os.path.dirname(page), "images", "synthesized_image",
+                                                  "img0.png"))).astype(int)
+
+    raw, ema = synthesized(raw_page), synthesized(ema_page)
+    assert np.abs(raw - ema).mean() > 1.0  # the averaged generator is another model
+    # ...namely the trainer's EMA module (prepared when it was saved), in eval mode. test.py seeds
+    # the noise before building its model; do the same, so that the noise draws are the same
+    from models.superstylenet_model import SuperStyleNetModel
+
+    opt = TestOptions().parse(common)
+    batch = next(iter(create_dataloader(opt)))
+    torch.manual_seed(opt.seed)
+    model = SuperStyleNetModel(opt)
+    model.netG.load_state_dict(trainer.ema.module.state_dict())
+    expected = tensor2im(model.eval()(batch, "inference")[0])
+    assert np.abs(ema - expected.astype(int)).max() <= 1
+    # a run without an EMA file: a clear error
+    with pytest.raises(CheckpointError, match="7_net_G_ema.pth: EMA generator not found"):
+        test_script.main(common + ["--use_ema", "--which_epoch", "7"])
+
+
+def test_test_script_synthesises_from_label_maps_and_codes_alone(trained):
+    """No --image_dir: the page shows the label map and the synthesised image, the same as with photos."""
+    import numpy as np
+    from PIL import Image
+
+    tmp_path, dirs, _, _ = trained
+    images, labels, codes = dirs
+    test_script = load_test_script()
+    common = ["--name", "smoke", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
+              "--label_dir", labels, "--instance_dir", codes, "--which_epoch", "2"]
+    page = test_script.main(common + ["--results_dir", str(tmp_path / "res_labels")])
+    out = tmp_path / "res_labels" / "smoke" / "test_2"
+    assert sorted(os.listdir(out / "images")) == ["input_label", "synthesized_image"]
+    assert sorted(os.listdir(out / "images" / "synthesized_image")) == [f"img{i}.png" for i in range(4)]
+    html = open(page).read()
+    assert "images/input_label/img3.png" in html and "images/synthesized_image/img3.png" in html
+    assert "real_image" not in html
+    with_photos = test_script.main(common + ["--image_dir", images, "--results_dir", str(tmp_path / "res_photos")])
+    for i in range(4):
+        a = np.asarray(Image.open(out / "images" / "synthesized_image" / f"img{i}.png"))
+        b = np.asarray(Image.open(os.path.join(os.path.dirname(with_photos), "images", "synthesized_image",
+                                               f"img{i}.png")))
+        assert np.array_equal(a, b)

@@ -13,12 +13,18 @@ Schedule: epochs are 1-based; epoch ``e`` trains at
 ``lr · (1 - max(0, e - 1 - niter) / niter_decay)`` -- constant for ``niter``
 epochs, then a linear decay by ``lr/niter_decay`` after each further epoch,
 exactly when the release's per-epoch update happened.
+
+The averaged generator (``trainers/ema.py``, ``--ema_decay``) is updated after
+every G step and written with every checkpoint (``*_net_G_ema.pth`` and inside
+the training state); an evaluator (``trainers/evaluator.py``) attached as
+``trainer.evaluator`` has its best-so-far record saved in the training state.
 """
 import contextlib
 import os
 
 import torch
 
+from trainers.ema import GeneratorEMA
 from util import checkpoint as ckpt
 from util.errors import CheckpointError
 
@@ -72,6 +78,8 @@ class SuperStyleNetTrainer:
         self.g_losses, self.d_losses = {}, {}
         self.generated = None
         self.set_epoch_lr(1)
+        self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
+        self.evaluator = None  # set by train.py with --eval_dir
 
     # ------------------------------------------------------------ optimisation
     def create_optimizers(self):
@@ -116,6 +124,8 @@ class SuperStyleNetTrainer:
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_G)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.step(self.model.netG)
         self.g_losses = {k: float(v.detach()) for k, v in losses.items()}
         self.generated = generated.detach()
         return self.g_losses
@@ -143,9 +153,29 @@ class SuperStyleNetTrainer:
         """Raw losses of the latest G and D steps (dict name -> float)."""
         return {**self.g_losses, **self.d_losses}
 
+    # ------------------------------------------------------------ EMA generator
+    def attach_ema_data(self, dataset, batch_size):
+        """Give the EMA generator the training data (``batch_size`` per pass) for its BatchNorm statistics."""
+        if self.ema is not None:
+            self.ema.attach_data(dataset, batch_size, self.generator_inputs, num_workers=int(self.opt.nThreads))
+
+    def generator_inputs(self, data):
+        """``(segmap, codes)`` of batch ``data`` on the training device (the model's preprocessing)."""
+        segmap, _, codes = self.model.preprocess_input(data)
+        return segmap, codes
+
+    def ema_generator(self):
+        """The averaged generator, prepared for use (see trainers/ema.py), or None without EMA."""
+        if self.ema is None:
+            return None
+        return self.ema.prepare(self.model.netG, device=self.opt.device)
+
     # ------------------------------------------------------------ checkpoints
     def save(self, which_epoch, epoch, epoch_iter, save_state=True):
         """Write ``{which_epoch}_net_{G,D}.pth`` and (``save_state``) ``{which_epoch}_train_state.pth``.
+
+        With the EMA generator also ``{which_epoch}_net_G_ema.pth`` (prepared: BatchNorm
+        statistics recomputed), which is also part of the training state.
 
         ``epoch`` (1-based) and ``epoch_iter`` (batches done in it) say where to resume.
         """
@@ -162,9 +192,16 @@ class SuperStyleNetTrainer:
                 "epoch": int(epoch), "epoch_iter": int(epoch_iter), "global_step": int(self.global_step),
                 "rng": ckpt.get_rng_state(),
             }
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
+            if self.evaluator is not None:
+                state["evaluation"] = self.evaluator.state_dict()
             ckpt.save_train_state(ckpt.train_state_path(folder, which_epoch), state)
         ckpt.torch_save_atomic(netG, ckpt.network_path(folder, which_epoch, "G"))
         ckpt.torch_save_atomic(netD, ckpt.network_path(folder, which_epoch, "D"))
+        if self.ema is not None:
+            ckpt.torch_save_atomic(self.ema.network_state_dict(self.model.netG, self.opt.device),
+                                   ckpt.network_path(folder, which_epoch, ckpt.EMA_NET))
 
     def load_train_state(self, which_epoch):
         """Restore everything from ``{which_epoch}_train_state.pth``; returns ``(epoch, epoch_iter)``.
@@ -183,7 +220,21 @@ class SuperStyleNetTrainer:
             raise CheckpointError(f"{path}: training state does not match the model or options ({e})") from e
         if "scaler" in state and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        self._load_ema_and_evaluation(state, path)
         ckpt.set_rng_state(state["rng"])
         self.global_step = int(state["global_step"])
         self.set_epoch_lr(int(state["epoch"]))
         return int(state["epoch"]), int(state["epoch_iter"])
+
+    def _load_ema_and_evaluation(self, state, path):
+        """Restore the EMA generator and the evaluator's record from a training state."""
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"], path)
+            else:
+                print(f"note: {path} holds no EMA generator; the average starts from the loaded weights")
+                self.ema.reset_to(self.model.netG)
+        elif state.get("ema"):
+            print(f"note: {path} holds an EMA generator; --ema_decay 0 drops it")
+        if self.evaluator is not None:
+            self.evaluator.load_state_dict(state.get("evaluation"))

@@ -4,6 +4,9 @@ Layout under ``checkpoints_dir/name``:
 
 * ``{epoch}_net_G.pth`` / ``latest_net_G.pth`` (and ``_D``): plain state_dicts,
   as the release wrote them;
+* ``{epoch}_net_G_ema.pth``: the averaged generator (``--ema_decay``), same keys
+  as ``net_G``; ``best_net_G.pth`` / ``best_net_G_ema.pth`` from evaluation
+  during training (``--eval_dir``);
 * ``{epoch}_train_state.pth`` / ``latest_train_state.pth``: everything needed
   for an exact ``--continue_train`` (networks, optimisers, AMP scaler, epoch,
   iteration within the epoch, global step, RNG states of torch, CUDA, numpy and
@@ -27,9 +30,27 @@ TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "ep
                     "global_step", "rng")
 
 
+EMA_NET = "G_ema"  # network name of the averaged generator: {which_epoch}_net_G_ema.pth
+
+
 def network_path(folder, which_epoch, net):
     """Path of ``{which_epoch}_net_{net}.pth`` in ``folder``."""
     return os.path.join(folder, f"{which_epoch}_net_{net}.pth")
+
+
+def generator_path(folder, which_epoch, use_ema=False):
+    """Path of the generator to load: ``{which_epoch}_net_G.pth``, or ``..._net_G_ema.pth`` with ``use_ema``.
+
+    With ``use_ema`` a missing file raises :class:`CheckpointError` saying why it may be absent.
+    """
+    if not use_ema:
+        return network_path(folder, which_epoch, "G")
+    path = network_path(folder, which_epoch, EMA_NET)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: EMA generator not found (--use_ema needs a run trained with "
+                              f"--ema_decay > 0; release checkpoints have none); drop --use_ema to use "
+                              f"{os.path.basename(network_path(folder, which_epoch, 'G'))}")
+    return path
 
 
 def train_state_path(folder, which_epoch):

@@ -71,6 +71,15 @@ def all_reduce_mean(values):
     return {k: float(v) for k, v in zip(keys, t)}
 
 
+def all_gather_objects(obj):
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` without a process group."""
+    if not is_initialized() or get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def cleanup():
     """Destroy the process group, if any."""
     if is_initialized():

@@ -255,16 +255,28 @@ def inception_activations(paths, model, batch_size=16, device="cpu", progress=Tr
     Each image is read as RGB in [0, 1] and resized bilinearly to 299x299 (what
     pytorch-fid's model does itself), so images of any size can share a batch.
     """
+    return inception_activations_of_arrays(paths, model, batch_size, device, progress, read=read_rgb)
+
+
+def inception_activations_of_arrays(images, model, batch_size=16, device="cpu", progress=False, read=None):
+    """Pool3 activations ``(N, 2048)`` float64 of in-memory ``(H, W, 3)`` uint8 RGB ``images``.
+
+    The same preprocessing as :func:`inception_activations` (which passes file
+    paths with ``read=read_rgb``): values / 255, bilinear resize to 299x299.
+    Used for evaluation during training, where the generated images never
+    touch the disk.
+    """
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    out = np.empty((len(paths), FID_DIMS), dtype=np.float64)
-    starts = range(0, len(paths), batch_size)
+    out = np.empty((len(images), FID_DIMS), dtype=np.float64)
+    starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="inception", disable=not progress, unit="batch"):
         tensors = []
-        for p in paths[start:start + batch_size]:
-            x = torch.from_numpy(read_rgb(p).copy()).permute(2, 0, 1).float().div_(255.0)
+        for item in images[start:start + batch_size]:
+            arr = read(item) if read is not None else np.asarray(item)
+            x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
             x = F.interpolate(x[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
                               align_corners=False)
             tensors.append(x)

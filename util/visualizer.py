@@ -64,6 +64,28 @@ class Visualizer:
             for k, v in errors.items():
                 self.writer.add_scalar(f"loss/{k}", v, step)
 
+    def print_eval(self, epoch, i, step, values, count, improved=()):
+        """Print and log one evaluation: ``values`` (name -> float or None) on ``count`` held-out images.
+
+        ``improved`` lists what became the new best (e.g. ``["raw ssim"]``).
+        """
+        if not self.enabled:
+            return ""
+        msg = f"(eval, epoch: {epoch}, iters: {i}, step: {step}, images: {count}) "
+        msg += " ".join(f"{k}: {'n/a' if v is None else format(v, '.4f')}" for k, v in values.items())
+        if improved:
+            msg += " [new best: " + ", ".join(improved) + "]"
+        tqdm.write(msg)
+        self._append(msg + "\n")
+        return msg
+
+    def plot_eval(self, values, step):
+        """tensorboardX scalars ``eval/<name>`` at global ``step`` (with --tf_log)."""
+        if self.writer is not None:
+            for k, v in values.items():
+                if v is not None:
+                    self.writer.add_scalar(f"eval/{k}", v, step)
+
     def convert_visuals(self, visuals):
         """Map the first sample of each visual to an ``(H, W, 3)`` uint8 image."""
         out = {}
