@@ -260,3 +260,57 @@ def test_cli_errors_are_clear(trained, capsys):
         mix_styles.main(_base_argv(trained, out) + ["--classes", "1"])
     with pytest.raises(OptionError, match="three comma-separated"):
         mix_styles.main(_base_argv(trained, out) + ["--classes", "1", "--edit_rgb", "0.1,0.2"])
+
+
+def test_cli_needs_only_label_maps_and_codes(trained, tmp_path):
+    """Sources and styles given as label maps and code files alone (no photograph anywhere)."""
+    import shutil
+
+    s = trained.samples
+    only = tmp_path / "no_photos"
+    for sub in ("labels", "codes"):
+        (only / sub).mkdir(parents=True)
+    for i in (0, 1):
+        shutil.copy(s[i].label_path, only / "labels" / f"s{i}.png")
+        shutil.copy(s[i].code_path, only / "codes" / f"s{i}.npy")
+    out = tmp_path / "mix"
+    page = mix_styles.main(["--name", "tiny", "--checkpoints_dir", trained.ckpt, "--gpu_ids", "-1", "--no_progress",
+                            "--mix_dir", str(out), "--source_labels", str(only / "labels" / "s0.png"),
+                            "--source_codes", str(only / "codes" / "s0.npy"),
+                            "--style_codes", str(only / "codes" / "s1.npy"), "--classes", "2"])
+    row = json.loads((out / "mix.json").read_text())["rows"][0]
+    assert open(page).read().count("<img") == 3  # label map, reconstruction, one mixed cell
+    mixer = StyleMixer(trained.model, trained.opt, seed=trained.opt.seed)
+    label = mixer.load_label(s[0].label_path)
+    assert np.array_equal(read_rgb(str(out / "images" / row["reconstruction"])), mixer.generate(label, s[0].codes))
+
+
+def test_cli_use_ema_loads_the_averaged_generator(trained, tmp_path):
+    """--use_ema reads latest_net_G_ema.pth; its images are those of that generator, not the raw one's."""
+    import copy
+
+    from util.checkpoint import network_path, save_network
+
+    ema_model = copy.deepcopy(trained.model)
+    with torch.no_grad():  # any other weights stand in for an average here
+        for p in ema_model.netG.parameters():
+            p.mul_(0.5)
+    folder = os.path.join(trained.ckpt, "tiny")
+    path = network_path(folder, "latest", "G_ema")
+    save_network(ema_model.netG, path)
+    try:
+        out = tmp_path / "mix_ema"
+        argv = _base_argv(trained, out)[:-6] + ["--source_labels", trained.samples[0].label_path,
+                                                "--source_codes", trained.samples[0].code_path,
+                                                "--style_codes", trained.samples[1].code_path, "--classes", "1"]
+        mix_styles.main(argv + ["--use_ema"])
+        row = json.loads((out / "mix.json").read_text())["rows"][0]
+        got = read_rgb(str(out / "images" / row["reconstruction"]))
+        label = StyleMixer(trained.model, trained.opt).load_label(trained.samples[0].label_path)
+        ema = StyleMixer(ema_model, trained.opt, seed=trained.opt.seed).generate(label, trained.samples[0].codes)
+        raw = StyleMixer(trained.model, trained.opt, seed=trained.opt.seed).generate(label, trained.samples[0].codes)
+        assert np.array_equal(got, ema) and not np.array_equal(got, raw)
+    finally:
+        os.remove(path)
+    with pytest.raises(CheckpointError, match="latest_net_G_ema.pth: EMA generator not found"):
+        mix_styles.main(argv + ["--use_ema"])

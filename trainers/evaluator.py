@@ -134,6 +134,8 @@ class TrainingEvaluator:
         self.batches = [list(range(s, min(s + self.batch_size, n))) for s in range(0, n, self.batch_size)]
         self.best = {"raw": None, "ema": None}
         self.last_step, self.last_values = None, None
+        self.history = []  # (step, values) of this process's evaluations (not saved)
+        self.last_local_indices = []  # held-out images this process synthesised in its last pass
         self.fid_model = None
         self.fid_skipped = None
         self._real_acts = None
@@ -207,6 +209,7 @@ class TrainingEvaluator:
             if need_real_acts:
                 real_acts = metrics.inception_activations_of_arrays(reals, self.fid_model, fid_batch, device)
         indices = [i for _, idx in mine for i in idx]
+        self.last_local_indices = indices
         return per_image, (indices, fake_acts), (indices, real_acts)
 
     def score(self, netG, inputs, device):
@@ -252,6 +255,7 @@ class TrainingEvaluator:
                 self.best[kind] = {"value": value, "step": int(step), "epoch": int(epoch)}
                 improved.append(kind)
         self.last_step, self.last_values = step, dict(values)
+        self.history.append((int(step), dict(values)))
         if self.rank == 0:
             self._write_best(trainer, improved)
             if visualizer is not None:

@@ -276,7 +276,7 @@ def inception_activations_of_arrays(images, model, batch_size=16, device="cpu", 
         tensors = []
         for item in images[start:start + batch_size]:
             arr = read(item) if read is not None else np.asarray(item)
-            x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+            x = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
             x = F.interpolate(x[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
                               align_corners=False)
             tensors.append(x)
