@@ -173,3 +173,19 @@ def test_sampler_splits_global_batches_and_resumes():
     other = ResumableSampler(10, shuffle=True, seed=3, global_batch=4)
     other.set_epoch(6)
     assert list(other) != order
+
+
+def test_test_set_without_photos_pairs_labels_and_codes(dataset_dirs):
+    """Testing needs no --image_dir (labels + codes); training still does."""
+    argv = ["--name", "d", "--checkpoints_dir", str(dataset_dirs["root"] / "ck"), "--gpu_ids", "-1",
+            "--label_nc", str(LABEL_NC), "--crop_size", "32", "--label_dir", dataset_dirs["label_dir"],
+            "--instance_dir", dataset_dirs["instance_dir"], "--batchSize", "2"]
+    batch = next(iter(create_dataloader(TestOptions().parse(argv, save=False))))
+    assert set(batch) == {"label", "codes", "path"}
+    assert [os.path.basename(p) for p in batch["path"]] == ["img0.png", "img1.png"]  # the label files
+    assert batch["label"].shape == (2, 1, 32, 32) and batch["codes"].shape == (2, LABEL_NC, 512)
+    os.remove(os.path.join(dataset_dirs["instance_dir"], "img2.npy"))
+    with pytest.raises(InputError, match="unequal file counts: 3 labels in .*, 2 code files"):
+        create_dataset(TestOptions().parse(argv, save=False))
+    with pytest.raises(InputError, match="--image_dir is required"):
+        create_dataset(TrainOptions().parse(argv, save=False))
