@@ -171,6 +171,15 @@ def test_bad_evaluation_options_stop_before_training(tmp_path):
     args = train_args(root, "bad", train_dirs)
     with pytest.raises(OptionError, match="--eval_metric fid: FID cannot be computed.*no_inception.pth"):
         train.main(args + ["--eval_dir", eval_dir, "--eval_metric", "fid"])
+    from util.io import save_image_atomic
+    import numpy as np
+
+    label = os.path.join(eval_dir, "labels", "img1.png")
+    good = open(label, "rb").read()
+    save_image_atomic(label, np.full((32, 32), 9, np.uint8))  # class 9 of 4: found before training starts
+    with pytest.raises(InputError, match="img1.png.*9"):
+        train.main(args + ["--eval_dir", eval_dir])
+    open(label, "wb").write(good)
     os.rename(os.path.join(eval_dir, "codes"), os.path.join(eval_dir, "styles"))
     with pytest.raises(InputError, match="--eval_dir .*codes not found"):
         train.main(args + ["--eval_dir", eval_dir])

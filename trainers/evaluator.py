@@ -132,6 +132,9 @@ class TrainingEvaluator:
         if n == 0:
             raise InputError(f"--eval_dir {opt.eval_dir}: no images")
         self.batches = [list(range(s, min(s + self.batch_size, n))) for s in range(0, n, self.batch_size)]
+        for _, idx in self.my_batches():  # read every item of this rank's share now, not hours later
+            for i in idx:
+                self.dataset[i]
         self.best = {"raw": None, "ema": None}
         self.last_step, self.last_values = None, None
         self.history = []  # (step, values) of this process's evaluations (not saved)
