@@ -24,6 +24,7 @@ from util.errors import InputError, OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("ssim", "psnr", "rmse")
+LABEL_NC = 2  # the per-class layers dominate G's size, and so the cost of Adam and of the EMA update
 
 
 def load_test_script():
@@ -34,8 +35,8 @@ def load_test_script():
 
 
 def make_data(root, n_eval=3):
-    train_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=4)
-    build_synthetic_dataset(os.path.join(root, "eval"), n=n_eval, size=32, label_nc=4, seed=1)
+    train_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=LABEL_NC)
+    build_synthetic_dataset(os.path.join(root, "eval"), n=n_eval, size=32, label_nc=LABEL_NC, seed=1)
     return train_dirs, os.path.join(root, "eval")
 
 
@@ -43,7 +44,7 @@ def train_args(root, name, train_dirs, batch=2):
     images, labels, codes = train_dirs
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-            "--label_nc", "4", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
+            "--label_nc", str(LABEL_NC), "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", str(batch), "--niter", "1", "--niter_decay", "1",
             "--print_freq", "100", "--display_freq", "100", "--freeze_noise", "--seed", "2",
             "--ema_bn_batches", "2", "--inception_path", os.path.join(root, "no_inception.pth")]
@@ -176,7 +177,7 @@ def test_bad_evaluation_options_stop_before_training(tmp_path):
 
     label = os.path.join(eval_dir, "labels", "img1.png")
     good = open(label, "rb").read()
-    save_image_atomic(label, np.full((32, 32), 9, np.uint8))  # class 9 of 4: found before training starts
+    save_image_atomic(label, np.full((32, 32), 9, np.uint8))  # class 9 of 2: found before training starts
     with pytest.raises(InputError, match="img1.png.*9"):
         train.main(args + ["--eval_dir", eval_dir])
     open(label, "wb").write(good)
@@ -216,9 +217,9 @@ def test_ddp_evaluates_once_with_shared_work(tmp_path):
     """2 gloo processes: one evaluation per step (logged once), the same values on both ranks, equal to a
     single-process evaluation of the saved weights; each rank scored only its share of the batches."""
     root = str(tmp_path)
-    train_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=4)
+    train_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=LABEL_NC)
     eval_dir = os.path.join(root, "eval")
-    build_synthetic_dataset(eval_dir, n=4, size=32, label_nc=4, seed=1)
+    build_synthetic_dataset(eval_dir, n=4, size=32, label_nc=LABEL_NC, seed=1)
     mp.start_processes(_ddp_worker, args=(2, _free_port(), root, train_dirs, eval_dir), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [torch.load(os.path.join(root, f"eval_rank{r}.pt"), weights_only=False) for r in range(2)]
