@@ -188,6 +188,7 @@ def test_bad_evaluation_options_stop_before_training(tmp_path):
         train.main(args + ["--eval_dir", eval_dir, "--eval_freq", "0"])
     with pytest.raises(OptionError, match="--ema_decay 1.5"):
         train.main(args + ["--ema_decay", "1.5"])
+    assert not os.path.exists(os.path.join(root, "ck", "bad"))  # validated before anything is written
 
 
 # ------------------------------------------------------------------------------- DDP
