@@ -19,7 +19,7 @@ import sys
 from tqdm import tqdm
 
 from data.image_io import list_files, pair_by_stem, stem
-from util import metrics
+from evaluation import metrics
 from util.errors import CheckpointError, InputError, OptionError
 from util.io import write_text_atomic
 
@@ -57,7 +57,7 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
              fid_gt_stats=None):
     """Compute the metrics for all stem-matched pairs of two folders.
 
-    Returns a dict: ``mean`` (see :func:`util.metrics.summarise`, plus ``fid``
+    Returns a dict: ``mean`` (see :func:`evaluation.metrics.summarise`, plus ``fid``
     when requested), ``per_image`` (``{stem: {"ssim", "psnr", "rmse"}}`` with an
     infinite PSNR stored as ``None``), ``settings``, ``unpaired`` and
     ``failures`` (messages naming the files). Raises :class:`InputError` when no

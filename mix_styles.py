@@ -41,7 +41,7 @@ from data.image_io import check_aspect_ratio, name_some, read_label, read_rgb, s
 from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
 from options.test_options import TestOptions
 from util.errors import InputError, OptionError, run_cli
-from util.style_mixing import StyleMixer, mix_grid, shift_class_colour
+from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
 
 
 class MixOptions(TestOptions):
@@ -147,7 +147,7 @@ def load_styles(opt, mixer, progress=True):
         return [(stem(p), mixer.load_codes(p)) for p in opt.style_codes]
     from tqdm import tqdm
 
-    from data.spse import extract_style_codes
+    from spse.extractor import extract_style_codes
 
     styles = []
     pairs = list(zip(opt.style_images, opt.style_labels))
@@ -166,7 +166,7 @@ def build_model(opt):
     """The model of ``opt`` with the generator weights of ``--which_epoch`` (``--use_ema``: the EMA), in eval mode."""
     from models.checkpoint_compat import load_generator_weights
     from models.superstylenet_model import SuperStyleNetModel
-    from util.checkpoint import generator_path
+    from models.checkpoints import generator_path
 
     model = SuperStyleNetModel(opt).to(opt.device)
     path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
@@ -183,14 +183,14 @@ def cell_name(source, style, alpha):
 def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb=None):
     """Write ``index.html`` (dominate grid via util.html) and ``mix.json``; returns the page path.
 
-    ``grid`` is :func:`util.style_mixing.mix_grid`'s result, plus ``grid["edited"]``
+    ``grid`` is :func:`editing.style_mixing.mix_grid`'s result, plus ``grid["edited"]``
     (``{source: image}``) when ``edit_rgb`` is given.
     """
     from dominate.tags import br, img, p, table, th, tr
 
     from util import html
     from util.io import write_text_atomic
-    from util.util import tensor2label
+    from util.images import tensor2label
 
     page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}"
                               + (", EMA generator" if opt.use_ema else "") + f"), classes {class_label}")

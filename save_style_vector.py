@@ -43,7 +43,7 @@ def build_parser():
 def main(argv=None):
     """Parse ``argv``, run the extraction, print the summary; return the exit status."""
     args = build_parser().parse_args(argv)
-    from data.spse_job import extract_dataset, format_summary
+    from spse.job import extract_dataset, format_summary
 
     try:
         summary = extract_dataset(

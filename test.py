@@ -23,11 +23,11 @@ import sys
 import torch
 from tqdm import tqdm
 
-from data import create_dataloader
+from data.loader import create_dataloader
 from options.test_options import TestOptions
 from util import html
-from util.checkpoint import generator_path
-from util.util import tensor2im, tensor2label
+from models.checkpoints import generator_path
+from util.images import tensor2im, tensor2label
 
 
 def load_generator(model, path):

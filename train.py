@@ -15,12 +15,12 @@ import time
 import torch
 from tqdm import tqdm
 
-from data import create_dataloader
+from data.loader import create_dataloader
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from util import distributed as dist_util
-from util.visualizer import Visualizer
+from trainers.visualizer import Visualizer
 
 
 def seed_everything(seed):

@@ -33,8 +33,8 @@ During our in-process run the script also times scikit-image's compiled SLIC
 iterations and its k-means mask seeding inside ``slic``; baseline time over
 their sum bounds the speed-up of any extractor that calls ``slic`` unchanged.
 
-Ours: ``data.spse.extract_style_codes`` in-process, and the whole job
-``data.spse_job.extract_dataset`` (reading PNGs, writing .npy files) with
+Ours: ``spse.extractor.extract_style_codes`` in-process, and the whole job
+``spse.job.extract_dataset`` (reading PNGs, writing .npy files) with
 ``--workers 1`` and ``2`` (pool start-up included).
 
 Usage: ``python benchmarks/bench_spse.py [--quick] [--labels regions|parts|face|quantised] [--size 512]``
@@ -61,9 +61,9 @@ from scipy.interpolate import InterpolatedUnivariateSpline  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 from skimage.segmentation import slic  # noqa: E402
 
-from data.spse import (CHANNEL_DIM, STYLE_DIM, extract_style_codes, extract_style_codes_and_presence,  # noqa: E402
+from spse.extractor import (CHANNEL_DIM, STYLE_DIM, extract_style_codes, extract_style_codes_and_presence,  # noqa: E402
                        resize_image, resize_label)  # noqa: E402
-from data.spse_job import extract_dataset  # noqa: E402
+from spse.job import extract_dataset  # noqa: E402
 from util.io import save_image_atomic  # noqa: E402
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina",

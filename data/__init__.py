@@ -1,17 +1,13 @@
-"""Data: datasets and loading (``data.loader``), SPSE style codes (``data.spse``,
-``data.spse_job``), code files (``data.codes``) and image/label IO (``data.image_io``).
+"""Data: file formats and the torch dataset.
 
-``create_dataset``, ``create_dataloader`` and ``ResumableSampler`` are
-re-exported lazily, so that the torch-free modules (SPSE extraction and its
-worker processes) do not import torch.
+* :mod:`data.image_io`: reading images and label maps, pairing files by stem,
+  the input rules (torch-free);
+* :mod:`data.codes`: style-code files (torch-free);
+* :mod:`data.transforms`: the preprocessing of an image/label pair and the
+  label pipeline shared by training, testing and style editing;
+* :mod:`data.custom_dataset`: ``--dataset_mode custom``;
+* :mod:`data.loader`: the dataset registry, ``create_dataloader`` and the
+  resumable sampler.
+
+This package imports nothing itself: ``import data.image_io`` loads no torch.
 """
-
-_LOADER_NAMES = ("create_dataset", "create_dataloader", "ResumableSampler")
-
-
-def __getattr__(name):
-    if name in _LOADER_NAMES:
-        from data import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module 'data' has no attribute {name!r}")

@@ -32,7 +32,7 @@ class PrepReport:
     ``written`` / ``skipped`` / ``failed`` count samples (image + label pairs);
     ``failures`` and ``warnings`` are messages naming the files involved;
     ``codes`` maps each split to the summary dict of
-    ``data.spse_job.extract_dataset``.
+    ``spse.job.extract_dataset``.
     """
 
     def __init__(self):
@@ -271,13 +271,13 @@ def warn_stale_outputs(out_dir, split, expected_stems, report):
 def extract_codes(out_dir, splits, label_nc, opt, report):
     """Run SPSE code extraction for each split (unless ``opt.skip_codes``); record it in ``report``.
 
-    Uses ``data.spse_job.extract_dataset`` with ``opt.code_size``,
+    Uses ``spse.job.extract_dataset`` with ``opt.code_size``,
     ``opt.workers``, ``opt.overwrite``, ``opt.code_layout``. A split without
     images is skipped with a warning.
     """
     if opt.skip_codes:
         return
-    from data.spse_job import extract_dataset
+    from spse.job import extract_dataset
 
     for split in splits:
         d = split_dirs(out_dir, split)

@@ -23,7 +23,7 @@ import re
 
 import torch
 
-from util.checkpoint import load_torch_file
+from util.torch_io import load_torch_file
 from util.errors import CheckpointError
 
 log = logging.getLogger(__name__)

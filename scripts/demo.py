@@ -3,9 +3,9 @@
     python scripts/demo.py            # or: make demo
 
 1. Builds ``datasets/demo/`` from photographs bundled with scikit-image; the
-   label maps are colour clusters (see :mod:`data.demo_data`), not semantic
+   label maps are colour clusters (see :mod:`scripts.demo_data`), not semantic
    annotations.
-2. Extracts SPSE style codes (``data.spse_job.extract_dataset``, 512x512 as
+2. Extracts SPSE style codes (``spse.job.extract_dataset``, 512x512 as
    in the release).
 3. Trains a small model (reduced ``ngf`` and crop size, ``--no_vgg_loss``
    because VGG19 weights cannot be downloaded here) on those images.
@@ -68,9 +68,9 @@ def main(argv=None):
     import importlib.util
 
     import train
-    from data import create_dataloader
-    from data.demo_data import build_sample_dataset
-    from data.spse_job import extract_dataset
+    from data.loader import create_dataloader
+    from scripts.demo_data import build_sample_dataset
+    from spse.job import extract_dataset
     from models.superstylenet_model import SuperStyleNetModel
     from options.test_options import TestOptions
 

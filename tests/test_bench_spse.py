@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from data.spse import extract_style_codes, extract_style_codes_and_presence
+from spse.extractor import extract_style_codes, extract_style_codes_and_presence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

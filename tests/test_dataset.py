@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from data import ResumableSampler, create_dataloader, create_dataset
+from data.loader import ResumableSampler, create_dataloader, create_dataset
 from data.codes import save_codes
-from data.demo_data import build_synthetic_dataset
+from tests._synthetic import build_synthetic_dataset
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from util.errors import InputError

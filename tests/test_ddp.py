@@ -46,7 +46,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from data.demo_data import build_synthetic_dataset
+from tests._synthetic import build_synthetic_dataset
 
 
 def _free_port():

@@ -19,9 +19,9 @@ import save_style_vector
 import test as test_script
 import train
 from data.codes import save_codes
-from data.demo_data import build_synthetic_dataset
+from tests._synthetic import build_synthetic_dataset
 from data.image_io import LOSSY_LABEL_REASON, read_label
-from data.spse_job import extract_dataset, format_summary
+from spse.job import extract_dataset, format_summary
 from util.errors import CheckpointError, InputError
 from util.io import save_image_atomic, save_npy_atomic, torch_save_atomic, write_text_atomic
 
@@ -65,7 +65,7 @@ def _mixing_checkpoint(d, name="mix"):
     """An untrained tiny generator with its opt.json, for mix_styles.py's command line."""
     from models.superstylenet_model import SuperStyleNetModel
     from options.test_options import TestOptions
-    from util.checkpoint import network_path, save_network
+    from models.checkpoints import network_path, save_network
 
     options = TestOptions()
     opt = options.parse(["--name", name, "--checkpoints_dir", str(d["root"] / "ck"), "--label_nc", str(LABEL_NC),
@@ -132,7 +132,7 @@ def test_aspect_ratio_rule_is_the_same_in_extraction_training_and_mixing(dirs, c
     (extraction_message,) = summary["failures"]
     assert not os.path.exists(dirs["root"] / "extracted" / "img1.npy")
 
-    from data import create_dataset
+    from data.loader import create_dataset
     from options.test_options import TestOptions
 
     dataset = create_dataset(TestOptions().parse(_test_argv(dirs), save=False))
@@ -153,7 +153,7 @@ def test_sizes_may_differ_when_the_aspect_ratio_agrees(dirs):
     save_image_atomic(os.path.join(dirs["images"], "img1.png"), np.full((64, 64, 3), 90, np.uint8))
     summary = _extract(dirs)
     assert summary["written"] == 4 and summary["failed"] == 0 and summary["warnings"] == []
-    from data import create_dataset
+    from data.loader import create_dataset
     from options.test_options import TestOptions
 
     item = create_dataset(TestOptions().parse(_test_argv(dirs), save=False))[1]

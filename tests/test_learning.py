@@ -2,8 +2,8 @@
 import torch
 
 import train
-from data import create_dataloader
-from data.demo_data import build_synthetic_dataset
+from data.loader import create_dataloader
+from tests._synthetic import build_synthetic_dataset
 from models.superstylenet_model import SuperStyleNetModel
 from options.test_options import TestOptions
 

@@ -1,4 +1,4 @@
-"""Tests of util/metrics.py and evaluate.py."""
+"""Tests of evaluation/metrics.py and evaluate.py."""
 import json
 import math
 import os
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import evaluate
-from util import metrics
+from evaluation import metrics
 from util.errors import CheckpointError, InputError
 from util.io import save_image_atomic
 

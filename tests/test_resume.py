@@ -2,8 +2,8 @@
 import torch
 
 import train
-from data.demo_data import build_synthetic_dataset
-from util.checkpoint import load_train_state
+from tests._synthetic import build_synthetic_dataset
+from models.checkpoints import load_train_state
 
 
 def test_stop_and_continue_equals_uninterrupted(tmp_path):

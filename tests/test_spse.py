@@ -1,10 +1,10 @@
-"""Tests of the per-image SPSE extractor (data/spse.py)."""
+"""Tests of the per-image SPSE extractor (spse/extractor.py)."""
 import numpy as np
 import pytest
 from PIL import Image
 from scipy.interpolate import InterpolatedUnivariateSpline
 
-from data.spse import (CHANNEL_DIM, STYLE_DIM, code_from_means, extract_style_codes,
+from spse.extractor import (CHANNEL_DIM, STYLE_DIM, code_from_means, extract_style_codes,
                        extract_style_codes_and_presence, resample, resampling_matrix, resize_label,
                        superpixel_means)
 from util.errors import InputError
@@ -135,7 +135,7 @@ def test_two_colour_region_values_stay_between_the_colours():
     np.testing.assert_allclose(code, ref_code(means), atol=1e-5)
     # The code interpolates those means with cubic splines, which may overshoot between the
     # samples by at most (Lambda - 1) * half-range, Lambda = the product of the two maps'
-    # Lebesgue constants (computed here from scipy's spline, not from data.spse).
+    # Lebesgue constants (computed here from scipy's spline, not from spse.extractor).
     k = means.shape[1]
     lam = _ref_lebesgue(k, CHANNEL_DIM) * _ref_lebesgue(3 * CHANNEL_DIM, STYLE_DIM)
     mid, half = (lo.min() + hi.max()) / 2, (hi.max() - lo.min()) / 2

@@ -1,4 +1,4 @@
-"""Tests of the SPSE dataset job (data/spse_job.py) and its CLI (save_style_vector.py)."""
+"""Tests of the SPSE dataset job (spse/job.py) and its CLI (save_style_vector.py)."""
 import os
 import subprocess
 import sys
@@ -10,8 +10,8 @@ from PIL import Image
 import save_style_vector
 from data.codes import load_codes
 from data.image_io import read_label, read_rgb
-from data.spse import extract_style_codes
-from data.spse_job import extract_dataset, format_summary, plan_items, shard
+from spse.extractor import extract_style_codes
+from spse.job import extract_dataset, format_summary, plan_items, shard
 from util.errors import InputError, OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -267,7 +267,7 @@ def test_cli_runs_as_a_script(tmp_path):
 @pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
                     reason="the patched function reaches the workers only through fork")
 def test_a_dying_worker_is_reported_not_raised(tmp_path, monkeypatch):
-    import data.spse_job as job
+    import spse.job as job
 
     _dataset(tmp_path)
     real = job.process_one

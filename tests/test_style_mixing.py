@@ -9,12 +9,12 @@ import torch
 
 import mix_styles
 from data.codes import save_codes
-from data.demo_data import mean_colour_codes
+from tests._synthetic import mean_colour_codes
 from data.image_io import read_rgb
 from datasets.class_names import write_class_names
 from util.errors import CheckpointError, InputError, OptionError
 from util.io import save_image_atomic
-from util.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
+from editing.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
                                replace_class_codes, shift_class_colour)
 
 SIZE, LABEL_NC, N_SAMPLES = 32, 3, 16
@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     """
     from models.superstylenet_model import SuperStyleNetModel
     from options.test_options import TestOptions
-    from util.checkpoint import network_path, save_network
+    from models.checkpoints import network_path, save_network
 
     root = tmp_path_factory.mktemp("mixing")
     rng = np.random.default_rng(0)
@@ -289,7 +289,7 @@ def test_cli_use_ema_loads_the_averaged_generator(trained, tmp_path):
     """--use_ema reads latest_net_G_ema.pth; its images are those of that generator, not the raw one's."""
     import copy
 
-    from util.checkpoint import network_path, save_network
+    from models.checkpoints import network_path, save_network
 
     ema_model = copy.deepcopy(trained.model)
     with torch.no_grad():  # any other weights stand in for an average here

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 import evaluate
 import train
-from data.demo_data import build_synthetic_dataset
+from tests._synthetic import build_synthetic_dataset
 from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 from util.errors import InputError, OptionError
 

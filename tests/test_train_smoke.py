@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from data.demo_data import build_synthetic_dataset
+from tests._synthetic import build_synthetic_dataset
 from util.errors import CheckpointError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,9 +84,9 @@ def test_test_script_writes_html_and_honours_how_many(trained):
         assert files == ["img0.png", "img1.png"]
         assert f"images/{kind}/img1.png" in html
     # the synthesised file is the generator's eval-mode output for that label map
-    from data import create_dataloader
+    from data.loader import create_dataloader
     from options.test_options import TestOptions
-    from util.util import tensor2im
+    from util.images import tensor2im
     import numpy as np
     from PIL import Image
 
@@ -173,9 +173,9 @@ def test_use_ema_loads_the_averaged_generator(trained):
     import numpy as np
     from PIL import Image
 
-    from data import create_dataloader
+    from data.loader import create_dataloader
     from options.test_options import TestOptions
-    from util.util import tensor2im
+    from util.images import tensor2im
 
     tmp_path, dirs, _, trainer = trained
     images, labels, codes = dirs

@@ -5,7 +5,7 @@ With ``--eval_dir D`` (``D/labels``, ``D/images``, ``D/codes``: the layout of
 and after the last step, the generator synthesises every image of ``D`` from
 its label map and codes (eval mode, test-time preprocessing as ``test.py``:
 ``load_size = crop_size``, centred crop, no flip) and is scored against the
-preprocessed photos with ``evaluate.py``'s conventions (``util/metrics.py``):
+preprocessed photos with ``evaluate.py``'s conventions (``evaluation/metrics.py``):
 
 * SSIM (RGB, scikit-image's 7x7 uniform window), PSNR (dB, per image, then
   averaged; identical pairs left out) and RMSE on the [0, 1] scale, computed on
@@ -45,9 +45,9 @@ import sys
 import numpy as np
 import torch
 
-from util import checkpoint as ckpt
+from models import checkpoints as ckpt
 from util import distributed as dist_util
-from util import metrics
+from evaluation import metrics
 from util.errors import CheckpointError, InputError, OptionError
 from util.io import write_text_atomic
 
@@ -179,7 +179,7 @@ class TrainingEvaluator:
     def _score_local(self, netG, inputs, device, need_real_acts):
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
         from data.loader import collate
-        from util.util import tensor2im
+        from util.images import tensor2im
 
         mine = self.my_batches()
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine],

@@ -25,7 +25,7 @@ import os
 import torch
 
 from trainers.ema import GeneratorEMA
-from util import checkpoint as ckpt
+from models import checkpoints as ckpt
 from util.errors import CheckpointError
 
 

@@ -1,6 +1,6 @@
 """Running independent per-file tasks in this process or in a process pool.
 
-Used by the SPSE job (``data/spse_job.py``) and the dataset-preparation
+Used by the SPSE job (``spse/job.py``) and the dataset-preparation
 scripts (``datasets/common.py``). Each worker process is kept single-threaded
 (BLAS/OpenMP thread variables set to 1), so ``workers`` scales with cores.
 """

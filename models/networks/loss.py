@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.networks.options import add_option
-from util.checkpoint import load_torch_file
+from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
 
 GAN_MODES = ("hinge", "ls", "original", "w")

@@ -25,7 +25,7 @@ import time
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
 from data.image_io import (check_aspect_ratio, check_label_values, group_by_stem, list_files, list_label_files,
                            read_label, read_rgb, unpaired_error)
-from data.spse import extract_style_codes_and_presence
+from spse.extractor import extract_style_codes_and_presence
 from util.errors import InputError, OptionError
 from util.parallel import run_tasks
 

@@ -232,7 +232,7 @@ def build_fid_inception(weights_path=None, random_weights=False, device="cpu"):
     """
     from pytorch_fid import inception as pfi
 
-    from util.checkpoint import load_torch_file
+    from util.torch_io import load_torch_file
 
     skeleton = _fid_inception_skeleton()
     if not random_weights:

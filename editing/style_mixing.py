@@ -162,7 +162,7 @@ class StyleMixer:
         Returns an ``(H, W, 3)`` uint8 array. The noise is drawn from a
         generator seeded with ``seed`` on every call.
         """
-        from util.util import tensor2im
+        from util.images import tensor2im
 
         device = self.model.device()
         data = {"label": label[None], "codes": normalise_codes(raw_codes, self.opt.semantic_nc)[None],

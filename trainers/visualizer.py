@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from util import html
 from util.io import write_text_atomic
-from util.util import tensor2im, tensor2label
+from util.images import tensor2im, tensor2label
 
 _SAMPLE_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
 VISUAL_ORDER = ("input_label", "synthesized_image", "real_image")

@@ -16,7 +16,6 @@ Every file is written atomically. Loading a missing, truncated or malformed
 file raises :class:`util.errors.CheckpointError` naming the file.
 """
 import os
-import pickle
 import random
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 
 from util.errors import CheckpointError
 from util.io import torch_save_atomic
+from util.torch_io import load_torch_file
 
 TRAIN_STATE_VERSION = 1
 TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "epoch", "epoch_iter",
@@ -61,19 +61,6 @@ def train_state_path(folder, which_epoch):
 def cpu_state_dict(module):
     """``module.state_dict()`` with every tensor detached and moved to CPU."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-def load_torch_file(path, what="checkpoint"):
-    """``torch.load`` (``weights_only``, onto CPU) with clear errors for missing/corrupt files."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: {what} not found")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: {what} is empty (truncated)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
-            pickle.UnpicklingError) as e:
-        raise CheckpointError(f"{path}: cannot read {what}; the file is truncated or corrupt ({e})") from e
 
 
 def save_network(module, path):

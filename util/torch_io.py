@@ -1,0 +1,20 @@
+"""Reading ``torch.save`` files with clear errors (checkpoints, VGG19 and Inception weights)."""
+import os
+import pickle
+
+import torch
+
+from util.errors import CheckpointError
+
+
+def load_torch_file(path, what="checkpoint"):
+    """``torch.load`` (``weights_only``, onto CPU) with clear errors for missing/corrupt files."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: {what} not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: {what} is empty (truncated)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
+            pickle.UnpicklingError) as e:
+        raise CheckpointError(f"{path}: cannot read {what}; the file is truncated or corrupt ({e})") from e
