@@ -12,21 +12,19 @@ skipped; the exit status is then 1. See docs/evaluation.md for the conventions.
 """
 import argparse
 import json
-import math
 import os
 import sys
 
-from tqdm import tqdm
-
-from data.image_io import list_files, pair_by_stem, stem
-from evaluation import metrics
-from util.errors import CheckpointError, InputError, OptionError
+from evaluation.metrics import FID_WEIGHTS_NAME
+from evaluation.report import evaluate, format_table
+from util.cli import HelpFormatter
+from util.errors import USER_ERRORS
 from util.io import write_text_atomic
 
 
 def build_parser():
     """Command-line options of evaluate.py."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--results_dir", required=True, help="folder of generated images")
     p.add_argument("--gt_dir", required=True, help="folder of ground-truth images")
     p.add_argument("--size", type=int, default=None,
@@ -40,117 +38,15 @@ def build_parser():
                    help="evaluate the pairs found and only warn about files without a partner")
     p.add_argument("--fid", action="store_true", help="also compute FID (needs the Inception weights)")
     p.add_argument("--inception_path", default=None,
-                   help=f"local path of {metrics.FID_WEIGHTS_NAME} (default: torch hub cache)")
-    p.add_argument("--fid_random_weights", action="store_true", help=argparse.SUPPRESS)
+                   help=f"local path of {FID_WEIGHTS_NAME}; when left out, torch's hub cache")
     p.add_argument("--fid_gt_stats", default=None,
                    help="cache file (.npz) for the ground truth's Inception statistics: used when it lists the "
                         "same ground-truth stems, otherwise (re)computed and written")
     p.add_argument("--batch_size", type=int, default=16, help="FID batch size")
     p.add_argument("--device", default="cpu", help="device for the Inception network (cpu, cuda, cuda:1)")
-    p.add_argument("--output", default=None, help="JSON output path (default: <results_dir>/metrics.json)")
+    p.add_argument("--output", default=None, help="JSON output path; when left out, <results_dir>/metrics.json")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return p
-
-
-def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=False, allow_unpaired=False, fid=False,
-             inception_path=None, fid_random_weights=False, batch_size=16, device="cpu", progress=True,
-             fid_gt_stats=None):
-    """Compute the metrics for all stem-matched pairs of two folders.
-
-    Returns a dict: ``mean`` (see :func:`evaluation.metrics.summarise`, plus ``fid``
-    when requested), ``per_image`` (``{stem: {"ssim", "psnr", "rmse"}}`` with an
-    infinite PSNR stored as ``None``), ``settings``, ``unpaired`` and
-    ``failures`` (messages naming the files). Raises :class:`InputError` when no
-    pair can be evaluated or files are unpaired without ``allow_unpaired``.
-    """
-    results = list_files(results_dir)
-    targets = list_files(gt_dir)
-    pairs, unpaired = pair_by_stem(results, targets, names=["result", "ground-truth"])
-    if unpaired and not allow_unpaired:
-        shown = "\n  ".join(unpaired[:20]) + ("\n  ..." if len(unpaired) > 20 else "")
-        raise InputError(f"{len(unpaired)} files have no partner (pass --allow_unpaired to "
-                         f"evaluate the rest):\n  {shown}")
-    if not pairs:
-        raise InputError(f"{results_dir} and {gt_dir}: no files share a stem")
-    if fid and len(pairs) < 2:
-        raise InputError("FID needs at least 2 image pairs")
-    if fid:  # fail on a bad device or missing weights before the long per-image loop
-        device = resolve_device(device)
-        model = metrics.build_fid_inception(inception_path, random_weights=fid_random_weights,
-                                            device=device)
-
-    per_image, values, failures, resized = {}, [], [], 0
-    for result_path, target_path in tqdm(pairs, desc="metrics", disable=not progress, unit="img"):
-        try:
-            result, target, was_resized = metrics.load_pair(result_path, target_path, size)
-            m = metrics.reconstruction_metrics(result, target, gray_ssim=gray_ssim, gaussian_ssim=gaussian_ssim)
-        except InputError as e:
-            failures.append(f"{result_path} / {target_path}: {e}")
-            continue
-        resized += was_resized
-        values.append(m)
-        per_image[stem(result_path)] = {k: (None if not math.isfinite(v) else v) for k, v in m.items()}
-    if not values:
-        raise InputError("no image pair could be evaluated:\n  " + "\n  ".join(failures))
-    mean = metrics.summarise(values)
-    ok = [(r, t) for r, t in pairs if stem(r) in per_image]
-    fid_cache_used = None
-    if fid and fid_gt_stats:
-        mean["fid"], fid_cache_used = metrics.fid_with_target_cache(
-            [r for r, _ in ok], [t for _, t in ok], model, fid_gt_stats, batch_size=batch_size, device=device,
-            progress=progress)
-    elif fid:
-        mean["fid"] = metrics.fid_from_paths([r for r, _ in ok], [t for _, t in ok], model,
-                                             batch_size=batch_size, device=device, progress=progress)
-    settings = {
-        "results_dir": os.path.abspath(results_dir), "gt_dir": os.path.abspath(gt_dir),
-        "size": size, "ground_truth_resized_to_result": resized, "data_range": "[0, 1]",
-        "ssim": "skimage structural_similarity, "
-                + ("11x11 Gaussian window (sigma 1.5), " if gaussian_ssim else "7x7 uniform window, ")
-                + ("luminance" if gray_ssim else "mean over RGB channels"),
-        "fid_weights": ("RANDOM (plumbing test only)" if fid_random_weights else
-                        (metrics.resolve_inception_path(inception_path) if fid else None)),
-        "fid_gt_stats": (None if not (fid and fid_gt_stats) else
-                         {"path": os.path.abspath(fid_gt_stats), "loaded_from_cache": fid_cache_used}),
-    }
-    return {"mean": mean, "per_image": per_image, "settings": settings, "unpaired": unpaired,
-            "failures": failures}
-
-
-def resolve_device(name):
-    """``torch.device`` for ``--device``; raises :class:`OptionError` when it is malformed or absent."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise OptionError(f"--device {name!r}: not a device name (use cpu, cuda or cuda:N)") from e
-    if device.type == "cuda" and (not torch.cuda.is_available()
-                                  or (device.index or 0) >= torch.cuda.device_count()):
-        raise OptionError(f"--device {name}: this CUDA device is not available here; use --device cpu")
-    return device
-
-
-def format_table(report, max_rows=20):
-    """A plain-text table of the first ``max_rows`` per-image values and the means."""
-    def fmt(v, digits):
-        return "inf" if v is None else f"{v:.{digits}f}"
-
-    lines = [f"{'image':<24} {'SSIM':>8} {'PSNR(dB)':>9} {'RMSE':>8}"]
-    items = list(report["per_image"].items())
-    for name, m in items[:max_rows]:
-        lines.append(f"{name[:24]:<24} {fmt(m['ssim'], 4):>8} {fmt(m['psnr'], 2):>9} {fmt(m['rmse'], 4):>8}")
-    if len(items) > max_rows:
-        lines.append(f"... ({len(items) - max_rows} more in the JSON file)")
-    mean = report["mean"]
-    lines.append("-" * 52)
-    lines.append(f"{'mean (' + str(mean['count']) + ' images)':<24} {fmt(mean['ssim'], 4):>8} "
-                 f"{fmt(mean['psnr'], 2):>9} {fmt(mean['rmse'], 4):>8}")
-    if mean["psnr_infinite"]:
-        lines.append(f"({mean['psnr_infinite']} identical pairs have PSNR = inf; left out of the PSNR mean)")
-    if "fid" in mean:
-        lines.append(f"FID: {mean['fid']:.3f}")
-    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -160,10 +56,10 @@ def main(argv=None):
         report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
                           gaussian_ssim=opt.gaussian_ssim,
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
-                          inception_path=opt.inception_path, fid_random_weights=opt.fid_random_weights,
+                          inception_path=opt.inception_path,
                           batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress,
                           fid_gt_stats=opt.fid_gt_stats)
-    except (InputError, CheckpointError, OptionError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     output = opt.output or os.path.join(opt.results_dir, "metrics.json")

@@ -39,13 +39,18 @@ import sys
 
 from data.image_io import check_aspect_ratio, name_some, read_label, read_rgb, stem
 from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
-from options.test_options import TestOptions
-from util.errors import InputError, OptionError, run_cli
 from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
+from options.test_options import TestOptions
+from util.cli import run_cli
+from util.errors import InputError, OptionError
 
 
 class MixOptions(TestOptions):
     """``test.py``'s options plus the mixing flags."""
+
+    description = ("SuperStyleNet style mixing: restyle chosen classes of source samples with the style codes "
+                   "of other samples, or blend and edit them; writes an HTML grid. Architecture flags default "
+                   "to those saved in checkpoints_dir/name/opt.json.")
 
     def initialize(self, parser):
         """Add the mixing flags to the test flags."""
@@ -162,19 +167,6 @@ def load_styles(opt, mixer, progress=True):
     return styles
 
 
-def build_model(opt):
-    """The model of ``opt`` with the generator weights of ``--which_epoch`` (``--use_ema``: the EMA), in eval mode."""
-    from models.checkpoint_compat import load_generator_weights
-    from models.superstylenet_model import SuperStyleNetModel
-    from models.checkpoints import generator_path
-
-    model = SuperStyleNetModel(opt).to(opt.device)
-    path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
-    for note in load_generator_weights(model.netG, path):
-        print(f"note: {path}: {note}")
-    return model.eval()
-
-
 def cell_name(source, style, alpha):
     """File name of one grid cell (relative to ``images/``)."""
     return f"mixed/{source}__{style}__a{alpha:g}.png"
@@ -241,14 +233,12 @@ def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid
     return page.save()
 
 
-def main(argv=None, model=None):
-    """Run style mixing with command-line ``argv``; returns the path of the HTML page.
+def main(argv=None):
+    """Run style mixing with command-line ``argv``; returns the path of the HTML page."""
+    from models.inference import load_inference_model
 
-    ``model`` (optional): a prebuilt model whose generator weights are used as
-    they are (tests); by default it is built from the options and checkpoint.
-    """
     options = MixOptions()
-    opt = options.parse(argv, save=False)
+    opt = options.parse(argv)
     progress = not opt.no_progress
     check_counts(opt)
     alphas = parse_alphas(opt.alpha)
@@ -257,9 +247,7 @@ def main(argv=None, model=None):
     names = read_class_names(names_path) if names_path else None
     classes = parse_class_list(opt.classes, opt.label_nc, names)
     class_label = ",".join(names[c] if names and c < len(names) else str(c) for c in classes)
-    if model is None:
-        model = build_model(opt)
-    mixer = StyleMixer(model.to(opt.device), opt, seed=opt.seed)
+    mixer = StyleMixer(load_inference_model(opt), opt, seed=opt.seed)
 
     sources = [(stem(lp), mixer.load_label(lp), mixer.load_codes(cp))
                for lp, cp in zip(opt.source_labels, opt.source_codes)]

@@ -13,12 +13,14 @@ options or a missing/empty folder. See docs/spse.md.
 import argparse
 import sys
 
+from util.cli import HelpFormatter
 from util.errors import InputError, OptionError
 
 
 def build_parser():
     """The command-line parser (documented in docs/spse.md)."""
-    p = argparse.ArgumentParser(description="Extract SuperStyleNet SPSE style codes (one .npy per image).")
+    p = argparse.ArgumentParser(description="Extract SuperStyleNet SPSE style codes (one .npy per image).",
+                                formatter_class=HelpFormatter)
     p.add_argument("--image_dir", required=True, help="folder of RGB images")
     p.add_argument("--label_dir", required=True, help="folder of single-channel label maps (PNG), paired by stem")
     p.add_argument("--save_dir", required=True, help="output folder for <stem>.npy code files")
@@ -27,7 +29,7 @@ def build_parser():
     p.add_argument("--n_segments", type=int, default=128, help="SLIC superpixels per class")
     p.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: number of usable CPUs; 1 = in this process)")
+                   help="worker processes; when left out, the number of usable CPUs; 1 = in this process")
     p.add_argument("--num_shards", type=int, default=1, help="split the dataset into this many shards")
     p.add_argument("--shard_index", type=int, default=0, help="which shard to process (0-based)")
     p.add_argument("--overwrite", action="store_true", help="recompute files that already exist and are valid")

@@ -24,42 +24,23 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
+from models.inference import load_inference_model
 from options.test_options import TestOptions
 from util import html
-from models.checkpoints import generator_path
+from util.cli import run_cli
 from util.images import tensor2im, tensor2label
 
 
-def load_generator(model, path):
-    """Load this project's or the release's generator weights at ``path`` into ``model.netG``."""
-    from models.checkpoint_compat import load_generator_weights
-
-    for note in load_generator_weights(model.netG, path):
-        print(f"note: {path}: {note}")
-    return model
-
-
-def main(argv=None, model=None):
-    """Run test synthesis with command-line ``argv``; returns the path of the HTML page.
-
-    ``model`` (optional) is a prebuilt ``SuperStyleNetModel`` whose weights are
-    then loaded from the checkpoint.
-    """
+def main(argv=None):
+    """Run test synthesis with command-line ``argv``; returns the path of the HTML page."""
     options = TestOptions()
-    opt = options.parse(argv, save=False)
+    opt = options.parse(argv)
     if options.loaded_opt_file:
         print(f"architecture options from {options.loaded_opt_file} (command-line flags win)")
     options.print_options(opt)
     torch.manual_seed(opt.seed)
     loader = create_dataloader(opt)
-    if model is None:
-        from models.superstylenet_model import SuperStyleNetModel
-
-        model = SuperStyleNetModel(opt)
-    model = model.to(opt.device)
-    ckpt_path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
-    load_generator(model, ckpt_path)
-    model.eval()
+    model = load_inference_model(opt)
     if not opt.image_dir:
         print("no --image_dir: synthesising from label maps and codes alone (no real images on the page)")
 
@@ -96,6 +77,4 @@ def main(argv=None, model=None):
 
 
 if __name__ == "__main__":
-    from util.errors import run_cli
-
     sys.exit(run_cli(main))

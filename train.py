@@ -19,8 +19,9 @@ from data.loader import create_dataloader
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
-from util import distributed as dist_util
 from trainers.visualizer import Visualizer
+from util import distributed as dist_util
+from util.cli import run_cli
 
 
 def seed_everything(seed):
@@ -37,10 +38,10 @@ def seed_everything(seed):
 def main(argv=None, model=None):
     """Run training with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
 
-    ``model`` (optional) is a prebuilt ``SuperStyleNetModel`` (tests use it).
+    ``model`` (optional) is a prebuilt model (tests use it: float64, frozen noise).
     """
     options = TrainOptions()
-    opt = options.parse(argv, save=False)
+    opt = options.parse(argv)
     rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids))
     if world_size > 1 and opt.gpu_ids:
         opt.device = torch.device(f"cuda:{local_rank}")
@@ -65,6 +66,8 @@ def main(argv=None, model=None):
     trainer.evaluator = build_evaluator(opt, loader.batch_size, rank, world_size)  # None without --eval_dir
 
     start_epoch, start_iter = 1, 0
+    if opt.init_from:
+        trainer.init_from(opt.init_from, opt.which_epoch, log=print if main_process else (lambda _: None))
     if opt.continue_train:
         epoch, epoch_iter = trainer.load_train_state(opt.which_epoch)
         start_epoch, start_iter = (epoch + 1, 0) if epoch_iter >= steps_per_epoch else (epoch, epoch_iter)
@@ -132,6 +135,4 @@ def main(argv=None, model=None):
 
 
 if __name__ == "__main__":
-    from util.errors import run_cli
-
     sys.exit(run_cli(main, cleanup=dist_util.cleanup))

@@ -77,9 +77,9 @@ def sync(device):
 
 def worker(args):
     from data.loader import collate
+    from models import create_model
     from models.networks import load_vgg19
-    from models.superstylenet_model import SuperStyleNetModel
-    from options.train_options import TrainOptions
+    from options import build_options
     from trainers.superstylenet_trainer import SuperStyleNetTrainer
 
     if args.threads:
@@ -95,11 +95,11 @@ def worker(args):
         argv += ["--no_vgg_loss"]
     if args.amp:
         argv += ["--amp"]
-    opt = TrainOptions().parse(argv, save=False)
+    opt = build_options(True, argv)
     device = opt.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model = SuperStyleNetModel(opt, vgg=None if args.no_vgg else load_vgg19(random_init=True))
+    model = create_model(opt, vgg=None if args.no_vgg else load_vgg19(random_init=True))
     trainer = SuperStyleNetTrainer(opt, model=model)
     items = make_items(args, args.batch * max(1, args.bn_batches))
     data = collate(items[: args.batch])

@@ -11,7 +11,8 @@ Measures, at crop 128, ngf 16, batch 2, label_nc 19 (defaults):
 * generator-only inference (eval mode, no grad).
 
 The reference is the same network with the same weights (same seed) whose ACE
-layers use the literal formulations of SPEC §3:
+layers use the literal formulations of SPEC §3, the ones the tests check the
+model against (``tests/_reference.py``: ``LiteralACE`` via ``to_literal``):
 
 * a Python loop over batch and class; for every class present in the image:
   GSAS as the O(C²) graph (the stacked (1, 2, C, C) map [s_k, s_i], a 1×1 conv
@@ -50,66 +51,11 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.networks.ace import ACE  # noqa: E402
+from options import build_options  # noqa: E402
+from tests._reference import find_reference_dir, to_literal  # noqa: E402
 
 RELEASE_G_PARAMS = 274_785_245
 TASKS = ("train", "train_novgg", "inference")
-
-
-# ----------------------------------------------------------------------------- literal reference
-
-def gsas_graph(s, weight, bias):
-    """Literal GSAS of one code vector, as released: s (C,) -> (C,).
-
-    The two channels [s_k, s_i] are stacked into a (1, 2, C, C) map, a 1×1 conv
-    gives the graph ``A[i, k] = w_t s_i + w_e s_k + b``, softmax over i, and the
-    output is ``s + mean_i(s_i · softmax_i(A)[i, k])``.
-    """
-    c = s.shape[0]
-    stacked = torch.stack([s[None, :].expand(c, c), s[:, None].expand(c, c)])[None]  # (1, 2, C_i, C_k)
-    graph = F.conv2d(stacked, weight, bias)[0, 0]
-    p = torch.softmax(graph, dim=0)
-    return s + (s[:, None] * p).mean(dim=0)
-
-
-class LiteralACE(ACE):
-    """ACE computed with the release's literal formulation (same parameters as :class:`ACE`).
-
-    Loop over batch and class; for each class present in the image: GSAS graph
-    of its code, its own Linear + ReLU, and an in-place masked scatter of μ into
-    the (B, 512, H, W) map M; then separate conv_gamma / conv_beta on M.
-    """
-
-    def forward(self, x, segmap, codes=None):
-        normalized = self.param_free_norm(self.add_noise(x))
-        b, _, h, w = x.shape
-        segmap = F.interpolate(segmap, size=(h, w), mode="nearest")
-        gamma, beta = self.Spade(segmap)
-        if self.use_style:
-            m = x.new_zeros(b, codes.shape[2], h, w)
-            for bi in range(b):
-                for ji in range(codes.shape[1]):
-                    mask = segmap[bi, ji].bool()
-                    area = int(mask.sum())
-                    if area > 0:
-                        s = gsas_graph(codes[bi, ji], self.Gsas.coefficient.weight, self.Gsas.coefficient.bias)
-                        mu = F.relu(F.linear(s, self.fc_mu.weight[ji], self.fc_mu.bias[ji]))
-                        m[bi].masked_scatter_(mask[None].expand_as(m[bi]), mu[:, None].expand(-1, area))
-            gamma_a = self.conv_gamma(m)
-            beta_a = self.conv_beta(m)
-            g = torch.sigmoid(self.blending_gamma)
-            hh = torch.sigmoid(self.blending_beta)
-            gamma = g * gamma_a + (1 - g) * gamma
-            beta = hh * beta_a + (1 - hh) * beta
-        return normalized * (1 + gamma) + beta
-
-
-def to_literal(module):
-    """Switch every ACE of ``module`` to the literal formulation in place (weights shared)."""
-    for m in module.modules():
-        if type(m) is ACE:
-            m.__class__ = LiteralACE
-    return module
 
 
 # ----------------------------------------------------------------------------- worker
@@ -139,18 +85,18 @@ def make_batch(args):
 
 
 def worker(args):
-    from models.networks import default_opt, load_vgg19
-    from models.superstylenet_model import SuperStyleNetModel
+    from models import create_model
+    from models.networks import load_vgg19
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     is_train = args.task in ("train", "train_novgg")
     use_vgg = args.task == "train"
-    opt = default_opt(is_train=is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop,
-                      no_vgg_loss=not use_vgg)
+    opt = build_options(is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop,
+                        no_vgg_loss=not use_vgg, gpu_ids="-1")
     vgg = load_vgg19(random_init=True) if use_vgg else None
-    model = SuperStyleNetModel(opt, vgg=vgg)
+    model = create_model(opt, vgg=vgg)
     if args.variant == "reference":
         to_literal(model.netG)
     data = make_batch(args)
@@ -200,9 +146,9 @@ def run_worker(args, variant, task, save_output=None):
 
 
 def parameter_count():
-    from models.networks import SuperStyleNetGenerator, default_opt
+    from models.networks import SuperStyleNetGenerator
 
-    opt = default_opt(is_train=False, label_nc=19, ngf=64, crop_size=256)
+    opt = build_options(False, label_nc=19, ngf=64, crop_size=256, gpu_ids="-1")
     with torch.device("meta"):
         g = SuperStyleNetGenerator(opt)
     return sum(p.numel() for p in g.parameters())
@@ -213,14 +159,12 @@ def gsas_effect():
     import numpy as np
 
     from models.checkpoint_compat import load_generator_weights
-    from models.networks import SuperStyleNetGenerator, default_opt
+    from models.networks import SuperStyleNetGenerator
     from models.networks.gsas import GSAS
 
-    candidates = [os.environ.get("SUPERSTYLENET_REFERENCE_DIR") or "",
-                  os.path.join(ROOT, os.pardir, "shared", "reference"), os.path.join(ROOT, "shared", "reference")]
-    path = next((os.path.join(c, "original_netG_fixture.npz") for c in candidates
-                 if c and os.path.isfile(os.path.join(c, "original_netG_fixture.npz"))), None)
-    if path is None:
+    folder = find_reference_dir()
+    path = os.path.join(folder, "original_netG_fixture.npz") if folder else None
+    if path is None or not os.path.isfile(path):
         return {"note": "fixture not found; GSAS effect not measured"}
     z = np.load(path)
     state = {}
@@ -229,7 +173,8 @@ def gsas_effect():
             state[k[5:]] = torch.from_numpy(z[k].astype(np.float32) * np.float32(z["scale/" + k[5:]]))
         elif k.startswith("raw/"):
             state[k[4:]] = torch.from_numpy(z[k])
-    g = SuperStyleNetGenerator(default_opt(is_train=False, label_nc=19, ngf=4, crop_size=64)).eval().double()
+    opt = build_options(False, label_nc=19, ngf=4, crop_size=64, gpu_ids="-1")
+    g = SuperStyleNetGenerator(opt).eval().double()
     load_generator_weights(g, state)
     seg = F.one_hot(torch.from_numpy(z["label"].astype(np.int64)), 19).permute(2, 0, 1)[None].double()
     codes = torch.from_numpy(z["codes"])[None].double()
@@ -256,7 +201,9 @@ def gsas_effect():
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from util.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--batch", type=int, default=2)

@@ -61,8 +61,9 @@ from scipy.interpolate import InterpolatedUnivariateSpline  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 from skimage.segmentation import slic  # noqa: E402
 
+from data.image_io import resize_label  # noqa: E402
 from spse.extractor import (CHANNEL_DIM, STYLE_DIM, extract_style_codes, extract_style_codes_and_presence,  # noqa: E402
-                       resize_image, resize_label)  # noqa: E402
+                            resize_image)
 from spse.job import extract_dataset  # noqa: E402
 from util.io import save_image_atomic  # noqa: E402
 
@@ -171,7 +172,7 @@ def baseline_codes(image, label, label_nc, size=512, n_segments=128, compactness
     """
     clock = {} if clock is None else clock
     rgb = resize_image(image, size)
-    lab = resize_label(label, size)
+    lab = resize_label(label, (size, size)).astype(np.int32)
     codes = np.zeros((label_nc, STYLE_DIM), dtype=np.float32)
     for j in range(label_nc):
         mask = lab == j

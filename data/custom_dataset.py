@@ -10,14 +10,15 @@ are paired alone and items carry no ``image``.
 
 Construction validates cheaply and early: empty or missing folders, lossy
 (JPEG) label maps, stems without a partner and every code file's shape (read from the ``.npy``
-header with ``mmap_mode='r'``). Each item validates its label values and the aspect ratio of its image and
-label map (the rules of ``data/image_io.py``, shared with SPSE extraction and
-style mixing).
+header with ``mmap_mode='r'``). Each item goes through the label pipeline
+(:func:`data.transforms.load_label`, shared with style mixing and the editor:
+label values checked, don't care mapped) and the aspect-ratio rule of
+``data/image_io.py``, shared with SPSE extraction and style mixing.
 
 A batch is a dict (DESIGN.md):
 
 * ``label``: ``(B, 1, H, W)`` int64; 255 already mapped to ``label_nc``;
-* ``image``: ``(B, 3, H, W)`` float32 in [-1, 1] (absent without ``--image_dir``);
+* ``image``: ``(B, output_nc, H, W)`` float32 in [-1, 1] (absent without ``--image_dir``);
 * ``codes``: ``(B, J, 512)`` float32, ``(x - 0.5) / 0.5`` of the stored codes;
 * ``path``: list of image paths (label paths without ``--image_dir``).
 
@@ -32,10 +33,8 @@ import numpy as np
 import torch
 
 from data.codes import check_code_layout, load_codes, model_codes
-from data.image_io import (DONTCARE_VALUE, check_aspect_ratio, check_label_values, group_by_stem, list_files,
-                           list_label_files, read_label, read_rgb, unpaired_error)
-from data.transforms import get_params, transform_image, transform_label
-from models.networks.options import semantic_nc
+from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb, unpaired_error
+from data.transforms import load_label, transform_image
 from util.errors import InputError
 
 CODE_EXTENSIONS = (".npy",)
@@ -60,36 +59,35 @@ class CustomDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
-        """Add the custom dataset's flags and release defaults to ``parser``."""
-        parser.add_argument("--label_dir", type=str, default=None, help="folder of label maps (PNG class indices)")
-        parser.add_argument("--image_dir", type=str, default=None, help="folder of photographs")
-        parser.add_argument("--instance_dir", type=str, default=None,
-                            help="folder of style-code .npy files (release flag name)")
-        parser.add_argument("--no_pairing_check", action="store_true",
-                            help="pair files by position instead of by stem (counts must still match)")
-        parser.set_defaults(preprocess_mode="resize_and_crop", crop_size=256, display_winsize=256,
-                            label_nc=13, contain_dontcare_label=False)
+        """Add the custom dataset's flags to ``parser``."""
+        g = parser.add_argument_group("dataset (--dataset_mode custom)")
+        g.add_argument("--label_dir", type=str, default=None, help="folder of label maps (PNG class indices)")
+        g.add_argument("--image_dir", type=str, default=None, help="folder of photographs")
+        g.add_argument("--instance_dir", type=str, default=None,
+                       help="folder of style-code .npy files (release flag name)")
+        g.add_argument("--no_pairing_check", action="store_true",
+                       help="pair files by position instead of by stem (counts must still match)")
         return parser
 
     def __init__(self, opt):
         # test synthesis may go without photographs: labels and codes are all the generator needs
-        self.has_images = bool(getattr(opt, "image_dir", None)) or bool(getattr(opt, "isTrain", True))
+        self.has_images = bool(opt.image_dir) or opt.isTrain
         flags = ["label_dir", "image_dir", "instance_dir"] if self.has_images else ["label_dir", "instance_dir"]
         for flag in flags:
-            if not getattr(opt, flag, None):
+            if not getattr(opt, flag):
                 raise InputError(f"--{flag} is required for --dataset_mode custom")
             if not os.path.isdir(getattr(opt, flag)):
                 raise InputError(f"--{flag} {getattr(opt, flag)}: folder not found")
         self.opt = opt
         self.label_nc = opt.label_nc
-        self.semantic_nc = semantic_nc(opt)
+        self.semantic_nc = opt.semantic_nc
         labels = list_label_files(opt.label_dir)  # refuses lossy (JPEG) label maps
         codes = list_files(opt.instance_dir, extensions=CODE_EXTENSIONS)
         lists, kinds = [labels, codes], ["label", "code file"]
         if self.has_images:
             lists, kinds = [labels, list_files(opt.image_dir), codes], ["label", "image", "code file"]
         folders = [getattr(opt, f) for f in flags]
-        if getattr(opt, "no_pairing_check", False):
+        if opt.no_pairing_check:
             if len({len(x) for x in lists}) != 1:
                 raise InputError("unequal file counts with --no_pairing_check (files pair by position): "
                                  + ", ".join(f"{len(x)} {k}s in {f}" for x, k, f in zip(lists, kinds, folders)))
@@ -125,18 +123,11 @@ class CustomDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         opt = self.opt
         label_path, image_path = self.label_paths[index], self.image_paths[index]
-        label = read_label(label_path)
-        check_label_values(label, self.label_nc, label_path, allow_dontcare=opt.contain_dontcare_label)
-        image = None
+        rng = np.random.default_rng([int(opt.seed) & 0xFFFFFFFF, self.epoch, index])
+        label, params = load_label(label_path, opt, rng)
+        item = {"label": label, "codes": self.load_codes(index), "path": image_path or label_path}
         if image_path is not None:
             image = read_rgb(image_path)
-            check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
-        seed = int(getattr(opt, "seed", 0))
-        rng = np.random.default_rng([seed & 0xFFFFFFFF, self.epoch, index])
-        params = get_params(opt, (label.shape[1], label.shape[0]), rng)
-        label_t = transform_label(label, opt, params)
-        label_t[label_t == DONTCARE_VALUE] = self.label_nc
-        item = {"label": label_t, "codes": self.load_codes(index), "path": image_path or label_path}
-        if image is not None:
+            check_aspect_ratio(image.shape[1::-1], params["label_size"], image_path, label_path)
             item["image"] = transform_image(image, opt, params)
         return item

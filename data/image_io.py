@@ -219,6 +219,32 @@ def read_label(path):
     return arr
 
 
+def resize_label(label, size_wh):
+    """Nearest-neighbour resize of an ``(H, W)`` integer label map to ``size_wh = (width, height)``.
+
+    The one label resizer of the project (data loader, SPSE, dataset
+    preparation). It reproduces PIL's ``NEAREST`` resize exactly, for any
+    integer dtype (values are never mixed): output column ``x`` samples input
+    column ``floor(x0 + x·s)`` with ``s = W / width`` and ``x0 = s / 2``,
+    accumulated in float64 one step at a time as PIL does (rows likewise), so
+    maps resized here match maps resized by PIL bit for bit. Returns an array
+    of the input's dtype (the input itself when the size already matches).
+    """
+    label = np.asarray(label)
+    h, w = label.shape
+    width, height = int(size_wh[0]), int(size_wh[1])
+    if (w, h) == (width, height):
+        return label
+    return label[_nearest_indices(h, height)[:, None], _nearest_indices(w, width)[None, :]]
+
+
+def _nearest_indices(n_in, n_out):
+    """Source index of each of ``n_out`` outputs: PIL's accumulated ``floor(s/2 + i·s)``, ``s = n_in / n_out``."""
+    step = n_in / n_out
+    coords = np.add.accumulate(np.concatenate([[step * 0.5], np.full(n_out - 1, step)]))  # sequential sums
+    return np.minimum(coords.astype(np.int64), n_in - 1)
+
+
 def resize_rgb(image, size_wh):
     """Bicubic (antialiased, PIL) resize of an ``(H, W, 3)`` uint8 image to ``size_wh = (width, height)``."""
     if tuple(image.shape[1::-1]) == tuple(size_wh):

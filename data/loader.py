@@ -1,11 +1,13 @@
-"""Dataset registry and data loading (imported lazily through the ``data`` package).
+"""Dataset registry and data loading.
 
-:func:`create_dataset` builds the dataset of ``opt.dataset_mode`` from an
-explicit registry; :func:`create_dataloader` wraps it in a ``DataLoader`` with
-a :class:`ResumableSampler`, which
+:data:`DATASETS` is the one registry of dataset classes (``--dataset_mode``
+chooses from it; the options builder registers the chosen class's flags).
+:func:`create_dataset` builds the dataset of ``opt.dataset_mode``;
+:func:`create_dataloader` wraps it in a ``DataLoader`` with a
+:class:`ResumableSampler`, which
 
-* shuffles with a generator seeded by ``(seed, epoch)`` (no global RNG), unless
-  ``--serial_batches``;
+* in training shuffles with a generator seeded by ``(seed, epoch)`` (no global
+  RNG), unless ``--serial_batches``; test synthesis keeps the file order;
 * splits each global batch across distributed ranks the way
   ``torch.utils.data.distributed.DistributedSampler`` does (rank ``r`` takes
   every ``world``-th index starting at ``r``), so the union of the ranks'
@@ -17,21 +19,17 @@ import math
 import numpy as np
 import torch
 
+from data.custom_dataset import CustomDataset
+from util.errors import InputError, OptionError
 
-def _dataset_registry():
-    from data.custom_dataset import CustomDataset
-
-    return {"custom": CustomDataset}
+DATASETS = {"custom": CustomDataset}
 
 
 def create_dataset(opt):
     """Instantiate the dataset class registered for ``opt.dataset_mode``."""
-    registry = _dataset_registry()
-    if opt.dataset_mode not in registry:
-        from util.errors import OptionError
-
-        raise OptionError(f"--dataset_mode {opt.dataset_mode!r}: unknown; choose from {sorted(registry)}")
-    return registry[opt.dataset_mode](opt)
+    if opt.dataset_mode not in DATASETS:
+        raise OptionError(f"--dataset_mode {opt.dataset_mode!r}: unknown; choose from {sorted(DATASETS)}")
+    return DATASETS[opt.dataset_mode](opt)
 
 
 class ResumableSampler(torch.utils.data.Sampler):
@@ -109,23 +107,19 @@ def create_dataloader(opt, rank=0, world_size=1):
     ``batchSize / world_size`` samples per step. The loader's ``sampler`` and
     ``dataset`` expose ``set_epoch``; call both at each epoch start.
     """
-    from util.errors import OptionError
-
     dataset = create_dataset(opt)
     if len(dataset) == 0:
-        from util.errors import InputError
-
         raise InputError(f"{opt.label_dir}: dataset is empty")
     if opt.batchSize % world_size:
         raise OptionError(f"--batchSize {opt.batchSize} must be divisible by the number of processes {world_size}")
     if opt.isTrain and len(dataset) < opt.batchSize:
         raise OptionError(f"--batchSize {opt.batchSize} is larger than the dataset ({len(dataset)} samples)")
-    sampler = ResumableSampler(len(dataset), shuffle=not opt.serial_batches, seed=getattr(opt, "seed", 0),
+    sampler = ResumableSampler(len(dataset), shuffle=opt.isTrain and not opt.serial_batches, seed=opt.seed,
                                rank=rank, world_size=world_size, global_batch=opt.batchSize,
                                drop_last=opt.isTrain)
     return torch.utils.data.DataLoader(
         dataset, batch_size=opt.batchSize // world_size, sampler=sampler, num_workers=int(opt.nThreads),
-        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(getattr(opt, "gpu_ids", [])),
+        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(opt.gpu_ids),
         # a private generator: creating an iterator must not consume the global torch RNG,
         # which the model's noise injection uses (exact resume depends on it)
-        generator=torch.Generator().manual_seed(int(getattr(opt, "seed", 0))))
+        generator=torch.Generator().manual_seed(int(opt.seed)))

@@ -1,9 +1,15 @@
-"""SPADE-style preprocessing of image/label pairs.
+"""SPADE-style preprocessing of image/label pairs, and the label pipeline.
 
 :func:`get_params` draws one crop position and one flip decision per sample;
-:func:`apply_transform` applies the same geometry to the image (bicubic
-resampling) and to the label map (nearest neighbour), so the pair stays
-aligned. Style codes are never flipped (as in the release).
+:func:`transform_image` (bicubic resampling) and :func:`transform_label`
+(nearest neighbour, :func:`data.image_io.resize_label`) apply the same
+geometry to both, so the pair stays aligned. Style codes are never flipped
+(as in the release).
+
+:func:`load_label` is the one label pipeline of the project (training, test
+synthesis, style mixing and the editor): read (lossless single-channel maps
+only) -> check the values (255 only with ``--contain_dontcare_label``) ->
+resize/crop/flip -> don't care (255) becomes class ``label_nc``.
 
 ``preprocess_mode`` values:
 
@@ -23,6 +29,8 @@ centred crop makes test results repeatable, and with the default
 import numpy as np
 import torch
 from PIL import Image
+
+from data.image_io import DONTCARE_VALUE, check_label_values, read_label, resize_label
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop",
                     "scale_shortside", "scale_shortside_and_crop", "fixed", "none")
@@ -70,30 +78,64 @@ def get_params(opt, size, rng):
     return {"scaled_size": (new_w, new_h), "crop_pos": (x, y), "flip": flip}
 
 
-def _geometry(pil, opt, params, resample):
-    size = tuple(params["scaled_size"])
-    if size != pil.size:
-        pil = pil.resize(size, resample)
-    if "crop" in opt.preprocess_mode:
-        x, y = params["crop_pos"]
-        cw, ch = min(opt.crop_size, pil.size[0]), min(opt.crop_size, pil.size[1])
-        pil = pil.crop((x, y, x + cw, y + ch))
-    if params["flip"]:
-        pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
-    return pil
+def _crop_box(opt, params, size_wh):
+    """``(x, y, w, h)`` of the crop of ``opt.preprocess_mode`` in an image of ``size_wh``, or None."""
+    if "crop" not in opt.preprocess_mode:
+        return None
+    x, y = params["crop_pos"]
+    return x, y, min(opt.crop_size, size_wh[0]), min(opt.crop_size, size_wh[1])
 
 
 def transform_image(image, opt, params):
-    """``(H, W, 3)`` uint8 RGB array -> ``(3, h, w)`` float32 tensor in [-1, 1] (bicubic resampling)."""
-    pil = _geometry(Image.fromarray(np.asarray(image, dtype=np.uint8)), opt, params, Image.BICUBIC)
-    arr = np.asarray(pil, dtype=np.float32) / 255.0
+    """``(H, W, 3)`` uint8 RGB array -> ``(output_nc, h, w)`` float32 tensor in [-1, 1] (bicubic).
+
+    With ``--output_nc 1`` the photo is converted to grey (PIL's ``L``: ITU-R 601 luma) first.
+    """
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if opt.output_nc == 1:
+        pil = pil.convert("L")
+    size = tuple(params["scaled_size"])
+    if size != pil.size:
+        pil = pil.resize(size, Image.BICUBIC)
+    box = _crop_box(opt, params, pil.size)
+    if box is not None:
+        x, y, cw, ch = box
+        pil = pil.crop((x, y, x + cw, y + ch))
+    if params["flip"]:
+        pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+    arr = np.asarray(pil, dtype=np.float32).reshape(pil.size[1], pil.size[0], -1) / 255.0
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()) * 2.0 - 1.0
 
 
 def transform_label(label, opt, params):
     """``(H, W)`` integer class map -> ``(1, h, w)`` int64 tensor (nearest resampling, values unchanged)."""
-    label = np.asarray(label)
-    if label.max(initial=0) > 255 or label.min(initial=0) < 0:
-        raise ValueError("label values must lie in 0..255 for resampling")
-    pil = _geometry(Image.fromarray(label.astype(np.uint8)), opt, params, Image.NEAREST)
-    return torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())[None]
+    label = resize_label(np.asarray(label), params["scaled_size"])
+    box = _crop_box(opt, params, label.shape[::-1])
+    if box is not None:
+        x, y, cw, ch = box
+        label = label[y:y + ch, x:x + cw]
+    if params["flip"]:
+        label = label[:, ::-1]
+    return torch.from_numpy(label.astype(np.int64))[None]
+
+
+def load_label(path, opt, rng):
+    """The label pipeline: label map file -> ``(label (1, h, w) int64 tensor, params)``.
+
+    Reads ``path`` (:func:`data.image_io.read_label`: lossless single-channel
+    maps only), checks its values against ``opt.label_nc`` (255 is accepted
+    only with ``--contain_dontcare_label``), draws the geometry from ``rng``
+    (:func:`get_params`, for the map's own size: in test synthesis a centred
+    crop and no flip, so ``rng`` is not used), applies it and maps don't care
+    (255) to class ``label_nc``. ``params`` is returned so that the photo of
+    the pair gets the same geometry (:func:`transform_image`); it also holds
+    ``label_size``, the ``(width, height)`` of the map as read. Raises
+    :class:`util.errors.InputError` naming the file.
+    """
+    label = read_label(path)
+    check_label_values(label, opt.label_nc, path, allow_dontcare=opt.contain_dontcare_label)
+    params = get_params(opt, (label.shape[1], label.shape[0]), rng)
+    params["label_size"] = (label.shape[1], label.shape[0])
+    out = transform_label(label, opt, params)
+    out[out == DONTCARE_VALUE] = opt.label_nc
+    return out, params

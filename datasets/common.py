@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data.image_io import read_label, read_rgb, resize_rgb
+from data.image_io import read_label, read_rgb, resize_label, resize_rgb
 from util import parallel
 from util.errors import InputError, OptionError
 from util.io import save_image_atomic, write_bytes_atomic
@@ -81,7 +81,7 @@ def add_common_arguments(parser):
     parser.add_argument("--out_dir", required=True, help="output root: <out_dir>/<split>/{images,labels,codes}")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     parser.add_argument("--workers", type=positive_int, default=1,
-                        help="processes for the conversion and for code extraction (default 1)")
+                        help="processes for the conversion and for code extraction")
     parser.add_argument("--skip_codes", action="store_true", help="do not run SPSE code extraction now")
     parser.add_argument("--code_size", type=positive_int, default=512,
                         help="SPSE working resolution (the method uses 512; smaller only for quick tests)")
@@ -113,13 +113,6 @@ def split_dirs(out_dir, split):
 
 
 # ------------------------------------------------------------------------------------- images
-def resize_label(label, size_wh):
-    """Nearest-neighbour resize of an ``(H, W)`` uint8 label map to ``(width, height)``."""
-    if tuple(label.shape[1::-1]) == tuple(size_wh):
-        return label
-    return np.asarray(Image.fromarray(label).resize(tuple(size_wh), Image.NEAREST))
-
-
 def copy_file(src, dst):
     """Atomically copy the bytes of ``src`` to ``dst``."""
     try:

@@ -35,9 +35,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import numpy as np
 
-from data.image_io import list_files, read_rgb, resize_rgb, stem
+from data.image_io import list_files, read_rgb, resize_label, resize_rgb, stem
 from datasets import common
 from datasets.class_names import CELEBAMASK_HQ, write_class_names
+from util.cli import HelpFormatter
 from util.errors import InputError
 from util.io import save_image_atomic
 
@@ -68,7 +69,7 @@ def compose_label(root, index, size):
             continue
         mask = common.read_binary_mask(path)
         if mask.shape != (size, size):
-            mask = common.resize_label(mask.astype(np.uint8), (size, size)).astype(bool)
+            mask = resize_label(mask.astype(np.uint8), (size, size)).astype(bool)
         label[mask] = j
         found += 1
     if not found:
@@ -123,7 +124,7 @@ def prepare(root, out_dir, size=512, num_test=2000, image_ext=".jpg", workers=1,
 
 def build_parser():
     """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--root", required=True, help="folder holding CelebA-HQ-img and CelebAMask-HQ-mask-anno")
     p.add_argument("--size", type=common.positive_int, default=512, help="output side length in pixels")
     p.add_argument("--num_test", type=common.nonnegative_int, default=2000, help="number of test images (the highest indices)")

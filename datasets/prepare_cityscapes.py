@@ -38,6 +38,7 @@ import numpy as np
 from data.image_io import natural_key
 from datasets import common
 from datasets.class_names import CITYSCAPES, write_class_names
+from util.cli import HelpFormatter
 from util.errors import InputError
 
 LABEL_NC = len(CITYSCAPES)  # 35
@@ -123,11 +124,11 @@ def prepare(root, out_dir, splits=("train", "val"), width=None, workers=1, overw
 
 def build_parser():
     """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--root", required=True, help="folder holding leftImg8bit/ and gtFine/")
-    p.add_argument("--splits", default="train,val", help="comma-separated splits (default train,val)")
+    p.add_argument("--splits", default="train,val", help="comma-separated splits")
     p.add_argument("--width", type=common.positive_int, default=None,
-                   help="resize to this width keeping the aspect ratio (default: keep the original size)")
+                   help="resize to this width keeping the aspect ratio; when left out, keep the original size")
     common.add_common_arguments(p)
     return p
 

@@ -34,6 +34,7 @@ import numpy as np
 from data.image_io import natural_key, stem
 from datasets import common
 from datasets.class_names import CMP_FACADE, write_class_names
+from util.cli import HelpFormatter
 from util.errors import InputError
 
 LABEL_NC = len(CMP_FACADE)  # 12
@@ -114,11 +115,11 @@ def prepare(input_dirs, out_dir, num_test=100, size=None, zero_label="error", wo
 
 def build_parser():
     """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--input_dirs", nargs="+", required=True, help="CMP folders (e.g. base extended)")
     p.add_argument("--num_test", type=common.nonnegative_int, default=100, help="number of test pairs (the last ones)")
     p.add_argument("--size", type=common.positive_int, default=None,
-                   help="resize to SIZE x SIZE (default: keep the original size)")
+                   help="resize to SIZE x SIZE; when left out, keep the original size")
     p.add_argument("--zero_label", choices=("error", "background"), default="error",
                    help="what a raw label value 0 means (the format uses 1..12)")
     common.add_common_arguments(p)

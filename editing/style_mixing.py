@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from data.codes import STYLE_DIM, load_codes, model_codes
-from data.image_io import check_label_values, read_label
+from data.transforms import load_label
 from util.errors import InputError, OptionError
+from util.images import tensor2im
 
 
 def _check_pair(a, b):
@@ -141,16 +142,11 @@ class StyleMixer:
         return int(self.opt.label_nc)
 
     def load_label(self, path):
-        """Read a label map and apply the test-time preprocessing -> ``(1, H, W)`` int64 tensor."""
-        from data.image_io import DONTCARE_VALUE
-        from data.transforms import get_params, transform_label
+        """A label map through the label pipeline of test synthesis -> ``(1, H, W)`` int64 tensor.
 
-        label = read_label(path)
-        check_label_values(label, self.label_nc, path, allow_dontcare=self.opt.contain_dontcare_label)
-        params = get_params(self.opt, (label.shape[1], label.shape[0]), np.random.default_rng(0))
-        out = transform_label(label, self.opt, params)
-        out[out == DONTCARE_VALUE] = self.label_nc
-        return out
+        :func:`data.transforms.load_label`, as the dataset of ``test.py`` uses it.
+        """
+        return load_label(path, self.opt, np.random.default_rng(0))[0]
 
     def load_codes(self, path):
         """Raw ``(label_nc, 512)`` codes of a code file (either layout); errors name the file."""
@@ -162,8 +158,6 @@ class StyleMixer:
         Returns an ``(H, W, 3)`` uint8 array. The noise is drawn from a
         generator seeded with ``seed`` on every call.
         """
-        from util.images import tensor2im
-
         device = self.model.device()
         data = {"label": label[None], "codes": normalise_codes(raw_codes, self.opt.semantic_nc)[None],
                 "path": [name]}

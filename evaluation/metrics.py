@@ -202,7 +202,7 @@ def resolve_inception_path(path=None):
     raise CheckpointError(_missing_weights_message([cached]))
 
 
-def _fid_inception_skeleton():
+def fid_inception_skeleton():
     """The FID Inception architecture of pytorch-fid (TF-ported blocks), with untrained weights."""
     import torchvision
     from pytorch_fid import inception as pfi
@@ -221,27 +221,25 @@ def _fid_inception_skeleton():
     return net
 
 
-def build_fid_inception(weights_path=None, random_weights=False, device="cpu"):
+def build_fid_inception(weights_path=None, device="cpu"):
     """pytorch-fid's ``InceptionV3`` (pool3, 2048-D) with weights from a local file, in eval mode.
 
     ``weights_path``: the ``pt_inception-2015-12-05-6726825d.pth`` file; when
     None, torch's hub cache is searched. Missing or mismatched weights raise
-    :class:`CheckpointError`. ``random_weights=True`` builds the network with
-    untrained weights instead; such a network gives meaningless FID values and
-    exists only to test the plumbing.
+    :class:`CheckpointError`. (Tests of the plumbing pass a file of untrained
+    weights of the same architecture, :func:`fid_inception_skeleton`.)
     """
     from pytorch_fid import inception as pfi
 
     from util.torch_io import load_torch_file
 
-    skeleton = _fid_inception_skeleton()
-    if not random_weights:
-        path = resolve_inception_path(weights_path)
-        state = load_torch_file(path, "Inception weights file")
-        try:
-            skeleton.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{path}: not the FID Inception weights ({e})") from e
+    skeleton = fid_inception_skeleton()
+    path = resolve_inception_path(weights_path)
+    state = load_torch_file(path, "Inception weights file")
+    try:
+        skeleton.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not the FID Inception weights ({e})") from e
     # pytorch-fid's InceptionV3 builds its trunk with fid_inception_v3(), which downloads;
     # hand it the locally loaded network instead so that nothing is ever fetched.
     with unittest.mock.patch.object(pfi, "fid_inception_v3", lambda: skeleton):

@@ -1,4 +1,4 @@
-"""Checkpoint files: release-style network state_dicts and the full training state.
+"""Checkpoint files: the layout under ``checkpoints_dir/name``, network files and the training state.
 
 Layout under ``checkpoints_dir/name``:
 
@@ -115,13 +115,29 @@ def load_train_state(path):
     return state
 
 
-def load_network_into(module, path, what="network"):
-    """Load a plain state_dict at ``path`` into ``module`` strictly; :class:`CheckpointError` on mismatch."""
-    sd = load_torch_file(path, what)
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: {what} checkpoint is not a state_dict")
-    try:
-        module.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: {what} checkpoint does not match the architecture ({e})") from e
-    return module
+def load_networks(model, folder, which_epoch, log=print):
+    """Load the plain weights ``{which_epoch}_net_G.pth`` and ``{which_epoch}_net_D.pth`` of ``folder``.
+
+    The files may come from this project or from the original release
+    (:mod:`models.checkpoint_compat` maps the release's generator layout; its
+    discriminator has this project's keys). ``net_G`` is required; ``net_D``
+    is loaded when ``model`` has a discriminator and the file exists, and
+    otherwise D keeps its initialisation (said through ``log``). Returns the
+    notes about ignored release tensors. Raises :class:`CheckpointError`
+    naming the file for a missing G or a file that does not fit.
+    """
+    from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
+
+    g_path = network_path(folder, which_epoch, "G")
+    if not os.path.isfile(g_path):
+        raise CheckpointError(f"{g_path}: generator weights not found")
+    notes = [f"{g_path}: {n}" for n in load_generator_weights(model.netG, g_path)]
+    if hasattr(model, "netD"):
+        d_path = network_path(folder, which_epoch, "D")
+        if os.path.isfile(d_path):
+            load_discriminator_weights(model.netD, d_path)
+        else:
+            notes.append(f"{d_path}: not found; the discriminator starts from its initialisation")
+    for note in notes:
+        log(f"note: {note}")
+    return notes

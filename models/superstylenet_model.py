@@ -4,7 +4,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models import networks
-from models.networks.options import semantic_nc
 from util.errors import InputError, OptionError
 
 MODES = ("generator", "discriminator", "inference")
@@ -33,7 +32,7 @@ class SuperStyleNetModel(nn.Module):
     moves the batch to the device of the parameters.
 
     Args:
-        opt: options namespace (see :func:`models.networks.default_opt`).
+        opt: options namespace (:mod:`options`; ``options.build_options`` outside the CLI).
         vgg: optional prebuilt VGG feature extractor (tests pass
             ``load_vgg19(random_init=True)``); by default it is loaded from
             ``--vgg_path`` or torch's cache.
@@ -47,8 +46,8 @@ class SuperStyleNetModel(nn.Module):
     def __init__(self, opt, vgg=None):
         super().__init__()
         self.opt = opt
-        self.label_nc = semantic_nc(opt)
-        self.is_train = bool(getattr(opt, "isTrain", False))
+        self.label_nc = opt.semantic_nc
+        self.is_train = bool(opt.isTrain)
         self.netG = networks.SuperStyleNetGenerator(opt)
         self.loss_weights = {}
         if self.is_train:
@@ -59,7 +58,7 @@ class SuperStyleNetModel(nn.Module):
                 self.loss_weights["GAN_Feat"] = float(opt.lambda_feat)
             if not opt.no_vgg_loss:
                 if vgg is None:
-                    vgg = networks.load_vgg19(getattr(opt, "vgg_path", None))
+                    vgg = networks.load_vgg19(opt.vgg_path)
                 self.criterionVGG = networks.VGGLoss(vgg)
                 self.loss_weights["VGG"] = float(opt.lambda_vgg)
 
@@ -87,7 +86,7 @@ class SuperStyleNetModel(nn.Module):
         lo, hi = int(label.min()), int(label.max())
         if lo < 0 or hi >= self.label_nc:
             hint = (" (255 is the don't-care label: use --contain_dontcare_label)"
-                    if hi == int(self.opt.label_nc) and not getattr(self.opt, "contain_dontcare_label", False)
+                    if hi == int(self.opt.label_nc) and not self.opt.contain_dontcare_label
                     else "")
             raise InputError(f"{paths}: label values must lie in [0, {self.label_nc - 1}]; "
                              f"found range [{lo}, {hi}]{hint}")

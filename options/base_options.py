@@ -1,151 +1,162 @@
-"""Command-line options shared by training and testing (SPADE-style).
+"""Command-line options shared by training and test synthesis (SPADE-style flag names).
 
-Flag names and defaults follow the original release. The model, its networks
-and the dataset add their own flags through their
-``modify_commandline_options(parser, is_train)`` functions, which are looked up
-in explicit registries (:data:`DATASET_OPTION_SETTERS`,
-:func:`_model_option_setters`), never by string ``getattr``.
+How a parser is built (:meth:`BaseOptions.build_parser`), in this order:
 
-``BaseOptions().parse(argv)`` returns an ``argparse.Namespace`` with a few
-derived fields: ``isTrain``, ``phase``, ``gpu_ids`` (list of int; empty means
-CPU), ``device`` (``torch.device``), ``semantic_nc`` (number of one-hot
-channels J) and ``load_size`` (resolved when left at its default).
+1. the shared flags (:meth:`BaseOptions.initialize`, extended by
+   ``TrainOptions`` / ``TestOptions``), with the defaults in force;
+2. the flags of the model chosen by ``--model`` (registry
+   :data:`models.MODELS`; the model registers those of its generator and, in
+   training, its discriminator and losses) and of the dataset chosen by
+   ``--dataset_mode`` (registry :data:`data.loader.DATASETS`);
+3. defaults given by the caller (:func:`options.build_options`' overrides);
+4. in test synthesis (and in training with ``--load_from_opt_file``) the
+   architecture flags saved in ``checkpoints_dir/name/opt.json``;
+5. defaults that follow from other flags (``--load_size`` from
+   ``--crop_size``), then ``-h/--help``, so that ``--help`` lists every flag
+   with the default this command line would use.
+
+:meth:`BaseOptions.parse` then parses, derives ``isTrain``, ``gpu_ids`` (list
+of int; empty means CPU), ``device`` and ``semantic_nc`` (one-hot channels J)
+once, and validates. Flags given on the command line always win.
 """
 import argparse
 import json
 import os
 import sys
 
-from models.networks.options import semantic_nc
+from util.cli import HelpFormatter
 from util.errors import OptionError
 from util.io import write_text_atomic
 
-# Options that describe one run rather than the network architecture or the
-# data layout; ``test.py`` never copies them from a saved ``opt.json``.
+# Flags present in the test parser (or used with --load_from_opt_file) that describe one run, not
+# the network architecture or the data layout: they are never copied from a saved opt.json.
+# tests/test_options.py checks that each of them is a real flag.
 RUN_SPECIFIC_OPTIONS = frozenset({
-    "name", "gpu_ids", "checkpoints_dir", "isTrain", "phase", "label_dir", "image_dir",
-    "instance_dir", "batchSize", "serial_batches", "no_flip", "nThreads", "max_dataset_size",
-    "which_epoch", "results_dir", "how_many", "continue_train", "load_size", "preprocess_mode",
-    "display_winsize", "device", "seed", "local_rank", "print_freq", "display_freq",
-    "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "max_steps", "niter", "niter_decay",
-    "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "verbose", "load_from_opt_file",
-    "no_pairing_check", "save_train_state", "semantic_nc",
-    "eval_dir", "eval_freq", "eval_metric", "inception_path", "eval_fid_random_weights", "use_ema",
+    "name", "gpu_ids", "checkpoints_dir", "label_dir", "image_dir", "instance_dir", "no_pairing_check",
+    "batchSize", "nThreads", "max_dataset_size", "load_size", "preprocess_mode", "display_winsize", "seed",
+    "which_epoch",
+    # test synthesis
+    "results_dir", "how_many", "phase", "use_ema",
+    # training
+    "serial_batches", "no_flip", "load_from_opt_file", "continue_train", "init_from", "print_freq",
+    "display_freq", "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "debug", "max_steps", "niter",
+    "niter_decay", "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp",
+    "ema_decay", "ema_every", "ema_bn_batches", "ema_cpu", "eval_dir", "eval_freq", "eval_metric",
+    "inception_path", "vgg_path",
 })
 
 
-def _dataset_option_setters():
-    """Registry: dataset_mode -> ``modify_commandline_options`` of its dataset class."""
-    from data.custom_dataset import CustomDataset
-
-    return {"custom": CustomDataset.modify_commandline_options}
-
-
-DATASET_MODES = ("custom",)
-MODELS = ("superstylenet",)
+def load_size_default(crop_size, is_train):
+    """``--load_size`` when it is not given: 286/256 of the crop in training (the release's custom
+    dataset: 286 for a 256 crop), the crop itself in test synthesis."""
+    return int(round(crop_size * 286 / 256)) if is_train else int(crop_size)
 
 
-def _model_option_setters(model_name):
-    """Option setters of the model (which chains those of its networks and losses)."""
-    if model_name not in MODELS:
-        raise OptionError(f"--model {model_name!r}: unknown model; choose from {', '.join(MODELS)}")
-    from models.superstylenet_model import SuperStyleNetModel
-
-    return [SuperStyleNetModel.modify_commandline_options]
+def _peek(parser, argv):
+    """``parser.parse_known_args(argv)`` that ignores ``required`` (the full parser is not built yet)."""
+    required = [a for a in parser._actions if a.required]
+    for a in required:
+        a.required = False
+    try:
+        return parser.parse_known_args(argv)[0]
+    finally:
+        for a in required:
+            a.required = True
 
 
 class BaseOptions:
-    """Options common to ``train.py`` and ``test.py``.
-
-    Subclasses set ``is_train`` and extend :meth:`initialize`.
-    """
+    """Options common to ``train.py`` and ``test.py``; subclasses set ``is_train`` and extend
+    :meth:`initialize` and :meth:`validate`."""
 
     is_train = False
+    description = "SuperStyleNet"
 
     def initialize(self, parser):
         """Add the shared flags to ``parser`` and return it."""
+        from data.loader import DATASETS
+        from data.transforms import PREPROCESS_MODES
+        from models import MODELS
+
         g = parser.add_argument_group("experiment")
         g.add_argument("--name", type=str, default="label2coco",
-                       help="name of the experiment; checkpoints go to checkpoints_dir/name")
+                       help="name of the experiment; checkpoints are in checkpoints_dir/name")
         g.add_argument("--gpu_ids", type=str, default="0",
                        help="comma-separated GPU ids, e.g. 0 or 0,1,2; -1 (or no CUDA available) means CPU")
         g.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
-        g.add_argument("--model", type=str, default="superstylenet", help="which model to use")
-        g.add_argument("--phase", type=str, default=None, help="train, val, test (default: train/test)")
-        g.add_argument("--verbose", action="store_true", help="print more details")
+        g.add_argument("--model", type=str, default="superstylenet", choices=tuple(MODELS),
+                       help="which model to build (the registry models.MODELS)")
+        g.add_argument("--which_epoch", type=str, default="latest",
+                       help="which checkpoint to load: an epoch number, 'latest' (or 'best' from --eval_dir)")
+        g.add_argument("--seed", type=int, default=0,
+                       help="random seed (weights init, shuffling, augmentation, noise)")
 
         g = parser.add_argument_group("input/output sizes")
         g.add_argument("--batchSize", type=int, default=1, help="input batch size (global, over all processes)")
-        g.add_argument("--preprocess_mode", type=str, default="scale_width_and_crop",
-                       choices=("resize_and_crop", "crop", "scale_width", "scale_width_and_crop",
-                                "scale_shortside", "scale_shortside_and_crop", "fixed", "none"),
-                       help="scaling and cropping of images at load time")
+        g.add_argument("--preprocess_mode", type=str, default="resize_and_crop", choices=PREPROCESS_MODES,
+                       help="scaling and cropping of images at load time (see data/transforms.py)")
         g.add_argument("--load_size", type=int, default=None,
-                       help="scale images to this size before cropping (default: 286/256 of crop_size "
-                            "in training as in the release, crop_size in testing)")
-        g.add_argument("--crop_size", type=int, default=512,
-                       help="crop to this size; must be divisible by 2**k (k=5, 6, 7 for "
-                            "num_upsampling_layers normal, more, most)")
+                       help="scale images to this size before cropping; when left out, "
+                            "round(crop_size * 286 / 256) in training, as in the release, and crop_size in "
+                            "test synthesis")
+        g.add_argument("--crop_size", type=int, default=256,
+                       help="crop to this size; a multiple of 2**k (k=5, 6, 7 for num_upsampling_layers "
+                            "normal, more, most)")
         g.add_argument("--aspect_ratio", type=float, default=1.0,
                        help="width/height of the output; the final height is round(crop_size / aspect_ratio)")
-        g.add_argument("--label_nc", type=int, default=182,
+        g.add_argument("--label_nc", type=int, default=13,
                        help="number of input label classes, without the don't-care label")
         g.add_argument("--contain_dontcare_label", action="store_true",
                        help="label value 255 is a 'don't care' class, mapped to channel label_nc")
-        g.add_argument("--output_nc", type=int, default=3, help="number of output image channels")
+        g.add_argument("--output_nc", type=int, default=3, choices=(1, 3),
+                       help="channels of the synthesised image: 3 (RGB) or 1 (grey; photos are read as grey)")
 
         g = parser.add_argument_group("data loading")
-        g.add_argument("--dataset_mode", type=str, default="custom", choices=DATASET_MODES)
-        g.add_argument("--serial_batches", action="store_true",
-                       help="take images in order (no shuffling)")
-        g.add_argument("--no_flip", action="store_true", help="no horizontal flip for data augmentation")
+        g.add_argument("--dataset_mode", type=str, default="custom", choices=tuple(DATASETS),
+                       help="which dataset class reads the data (the registry data.loader.DATASETS)")
         g.add_argument("--nThreads", default=0, type=int, help="number of data-loading worker processes")
         g.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
                        help="use at most this many samples of the dataset")
-        g.add_argument("--load_from_opt_file", action="store_true",
-                       help="load all non-run options from checkpoints_dir/name/opt.json (test.py "
-                            "always does this when the file exists)")
-        g.add_argument("--display_winsize", type=int, default=400, help="display window size (HTML pages)")
-        g.add_argument("--seed", type=int, default=0, help="random seed (weights init, shuffling, augmentation)")
+        g.add_argument("--display_winsize", type=int, default=256, help="width of the images on HTML pages")
         return parser
 
-    # ------------------------------------------------------------------ parsing
-    def _make_parser(self):
-        return argparse.ArgumentParser(
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter, conflict_handler="resolve",
-            description="SuperStyleNet " + ("training" if self.is_train else "testing"))
+    # ------------------------------------------------------------------ building the parser
+    def build_parser(self, argv=None, overrides=None):
+        """The complete parser for ``argv``, with every default in force (module docstring)."""
+        argv = sys.argv[1:] if argv is None else list(argv)
+        from data.loader import DATASETS
+        from models import MODELS
 
-    def gather_options(self, argv=None):
-        """Build the full parser (with component flags) and parse ``argv``.
-
-        Returns ``(opt, parser)``.
-        """
-        parser = self.initialize(self._make_parser())
-        known, _ = parser.parse_known_args(argv)
-        for setter in _model_option_setters(known.model):
-            parser = setter(parser, self.is_train)
-        known, _ = parser.parse_known_args(argv)
-        setters = _dataset_option_setters()
-        if known.dataset_mode not in setters:
-            raise OptionError(f"--dataset_mode {known.dataset_mode!r}: unknown; choose from {sorted(setters)}")
-        parser = setters[known.dataset_mode](parser, self.is_train)
-        known, _ = parser.parse_known_args(argv)
-        if not self.is_train or known.load_from_opt_file:
-            parser = self.update_defaults_from_saved(parser, known)
+        parser = argparse.ArgumentParser(description=self.description, formatter_class=HelpFormatter,
+                                         add_help=False)
+        parser = self.initialize(parser)
+        known = _peek(parser, argv)
+        parser = MODELS[known.model].modify_commandline_options(parser, self.is_train)
+        parser = DATASETS[known.dataset_mode].modify_commandline_options(parser, self.is_train)
+        if overrides:
+            dests = {a.dest for a in parser._actions}
+            unknown = sorted(set(overrides) - dests)
+            if unknown:
+                raise OptionError(f"unknown option(s) {', '.join(unknown)}")
+            parser.set_defaults(**overrides)
+        self.loaded_opt_file = None
+        known = _peek(parser, argv)
+        if not self.is_train or getattr(known, "load_from_opt_file", False):
+            self.update_defaults_from_saved(parser, known)
+            known = _peek(parser, argv)
+        if known.load_size is None:
+            parser.set_defaults(load_size=load_size_default(known.crop_size, self.is_train))
+        parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
         self.parser = parser
-        opt = parser.parse_args(argv)
-        return opt, parser
+        return parser
 
     def update_defaults_from_saved(self, parser, known):
-        """Use the architecture options saved in ``opt.json`` as defaults.
+        """Use the architecture options saved in ``opt.json`` as defaults (the command line still wins).
 
-        Flags given on the command line still win. Returns the parser. A missing
-        file is not an error (release checkpoints come without one); an
-        unreadable file is.
+        A missing file is not an error (release checkpoints come without
+        one); an unreadable file is. Sets ``self.loaded_opt_file``.
         """
         path = os.path.join(known.checkpoints_dir, known.name, "opt.json")
         if not os.path.isfile(path):
-            self.loaded_opt_file = None
             return parser
         try:
             with open(path, "r", encoding="utf-8") as f:
@@ -155,33 +166,32 @@ class BaseOptions:
         if not isinstance(saved, dict):
             raise OptionError(f"{path}: saved options must be a JSON object")
         dests = {a.dest for a in parser._actions}
-        defaults = {k: v for k, v in saved.items() if k in dests and k not in RUN_SPECIFIC_OPTIONS}
-        parser.set_defaults(**defaults)
+        parser.set_defaults(**{k: v for k, v in saved.items() if k in dests and k not in RUN_SPECIFIC_OPTIONS})
         self.loaded_opt_file = path
         return parser
 
-    def parse(self, argv=None, save=None):
-        """Parse ``argv`` (default ``sys.argv[1:]``), validate, resolve devices.
+    # ------------------------------------------------------------------ parsing
+    def parse(self, argv=None, save=False, overrides=None):
+        """Parse ``argv`` (default ``sys.argv[1:]``), derive the fields below, validate.
 
-        ``save`` (default: in training) writes ``opt.txt``/``opt.json`` under
-        ``checkpoints_dir/name``. Raises :class:`OptionError` on bad values.
+        Derived, once, here: ``isTrain``, ``gpu_ids`` (list of int), ``device``
+        and ``semantic_nc``. ``overrides`` (dict dest -> value) replace
+        defaults (:func:`options.build_options`). ``save`` writes
+        ``opt.txt``/``opt.json`` under ``checkpoints_dir/name``. Raises
+        :class:`OptionError` on bad values.
         """
-        self.loaded_opt_file = None
-        opt, parser = self.gather_options(argv)
+        parser = self.build_parser(argv, overrides)
+        opt = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
         opt.isTrain = self.is_train
-        if opt.phase is None:
-            opt.phase = "train" if self.is_train else "test"
         self.resolve(opt)
         self.validate(opt)
-        if save is None:
-            save = self.is_train
         if save:
             self.save_options(opt)
         self.opt = opt
         return opt
 
     def resolve(self, opt):
-        """Fill derived fields: gpu_ids (list), device, semantic_nc, load_size."""
+        """Fill the derived fields: ``gpu_ids`` (list), ``device``, ``semantic_nc``."""
         import torch
 
         try:
@@ -196,31 +206,22 @@ class BaseOptions:
             raise OptionError(f"--gpu_ids {opt.gpu_ids}: only {torch.cuda.device_count()} CUDA device(s) present")
         opt.gpu_ids = ids
         opt.device = torch.device(f"cuda:{ids[0]}") if ids else torch.device("cpu")
-        opt.semantic_nc = semantic_nc(opt)
-        if opt.load_size is None:
-            opt.load_size = int(round(opt.crop_size * 286 / 256)) if self.is_train else opt.crop_size
+        opt.semantic_nc = int(opt.label_nc) + (1 if opt.contain_dontcare_label else 0)
         return opt
 
     def validate(self, opt):
-        """Raise :class:`OptionError` for inconsistent values (sizes, counts, folders)."""
-        if opt.label_nc < 1:
-            raise OptionError(f"--label_nc {opt.label_nc}: must be at least 1")
-        if opt.batchSize < 1:
-            raise OptionError(f"--batchSize {opt.batchSize}: must be at least 1")
+        """Raise :class:`OptionError` for inconsistent values (sizes, counts, names)."""
+        from models.networks.generator import latent_size
+
+        for name in ("label_nc", "batchSize", "max_dataset_size", "load_size"):
+            if getattr(opt, name) < 1:
+                raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
         if opt.nThreads < 0:
             raise OptionError(f"--nThreads {opt.nThreads}: must be >= 0")
-        if opt.max_dataset_size < 1:
-            raise OptionError(f"--max_dataset_size {opt.max_dataset_size}: must be at least 1")
         if opt.aspect_ratio <= 0:
             raise OptionError(f"--aspect_ratio {opt.aspect_ratio}: must be positive")
-        k = {"normal": 5, "more": 6, "most": 7}.get(getattr(opt, "num_upsampling_layers", "normal"), 5)
-        if opt.crop_size < 2 ** k or opt.crop_size % (2 ** k):
-            raise OptionError(
-                f"--crop_size {opt.crop_size}: must be a positive multiple of 2**{k}={2 ** k} "
-                f"for num_upsampling_layers={getattr(opt, 'num_upsampling_layers', 'normal')}")
-        if opt.load_size < 1:
-            raise OptionError(f"--load_size {opt.load_size}: must be positive")
-        if "crop" in opt.preprocess_mode and opt.load_size < opt.crop_size and opt.preprocess_mode != "crop":
+        latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)  # the crop-size rule
+        if opt.preprocess_mode.endswith("_and_crop") and opt.load_size < opt.crop_size:
             raise OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size} "
                               f"with --preprocess_mode {opt.preprocess_mode}")
         if not opt.name or os.sep in opt.name:

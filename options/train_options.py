@@ -5,13 +5,20 @@ from util.errors import OptionError
 
 
 class TrainOptions(BaseOptions):
-    """Flags of ``train.py``: logging, checkpointing, optimisation and schedule."""
+    """Flags of ``train.py``: data order, logging, checkpointing, optimisation and schedule."""
 
     is_train = True
+    description = "SuperStyleNet training"
 
     def initialize(self, parser):
         """Add the training flags to ``parser`` and return it."""
         parser = super().initialize(parser)
+        g = parser.add_argument_group("training data")
+        g.add_argument("--serial_batches", action="store_true", help="take images in order (no shuffling)")
+        g.add_argument("--no_flip", action="store_true", help="no horizontal flip for data augmentation")
+        g.add_argument("--load_from_opt_file", action="store_true",
+                       help="take the architecture flags from checkpoints_dir/name/opt.json, as test.py does")
+
         g = parser.add_argument_group("logging and checkpoints")
         g.add_argument("--display_freq", type=int, default=100,
                        help="frequency (iterations) of writing samples to the HTML page / tensorboard")
@@ -29,14 +36,15 @@ class TrainOptions(BaseOptions):
         g = parser.add_argument_group("training")
         g.add_argument("--continue_train", action="store_true",
                        help="resume exactly from the saved training state of --which_epoch")
-        g.add_argument("--which_epoch", type=str, default="latest",
-                       help="which checkpoint to resume from with --continue_train")
+        g.add_argument("--init_from", type=str, default=None,
+                       help="fine-tune: start a new run from the plain weights <which_epoch>_net_G.pth (and "
+                            "<which_epoch>_net_D.pth when present) in this folder, this project's or the "
+                            "original release's; optimisers, schedule and step count start afresh")
         g.add_argument("--niter", type=int, default=50, help="epochs at the initial learning rate")
         g.add_argument("--niter_decay", type=int, default=150,
                        help="epochs over which the learning rate decays linearly to zero")
         g.add_argument("--max_steps", type=int, default=0,
                        help="stop after this many global iterations (0: no limit), saving the latest state")
-        g.add_argument("--optimizer", type=str, default="adam", choices=("adam",))
         g.add_argument("--beta1", type=float, default=0.0, help="Adam beta1 (used with --no_TTUR)")
         g.add_argument("--beta2", type=float, default=0.9, help="Adam beta2 (used with --no_TTUR)")
         g.add_argument("--no_TTUR", action="store_true",
@@ -45,9 +53,6 @@ class TrainOptions(BaseOptions):
         g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
         g.add_argument("--D_steps_per_G", type=int, default=1,
                        help="number of discriminator updates per generator update")
-        g.add_argument("--freeze_noise", action="store_true",
-                       help="keep ACE's learned noise scale noise_var at its initial 0 (no noise injection); "
-                            "used to compare runs whose noise draws differ, e.g. 1 vs 2 processes")
         g.add_argument("--amp", action="store_true",
                        help="mixed precision (CUDA only; ignored with a notice on CPU)")
         parser = ema.modify_commandline_options(parser, self.is_train)
@@ -67,5 +72,11 @@ class TrainOptions(BaseOptions):
                 raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
         if opt.lr <= 0:
             raise OptionError(f"--lr {opt.lr}: must be positive")
+        if opt.continue_train and opt.init_from:
+            raise OptionError("--continue_train resumes this run; --init_from starts a new one from other "
+                              "weights: give one of them")
+        if opt.output_nc != 3 and not opt.no_vgg_loss:
+            raise OptionError(f"--output_nc {opt.output_nc}: the VGG perceptual loss needs RGB images; "
+                              "pass --no_vgg_loss")
         ema.validate_options(opt)
         evaluator.validate_options(opt)

@@ -28,23 +28,30 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-def parse_args(argv=None):
+def build_parser():
     """Demo settings (sizes chosen to finish in a few minutes on 2 CPU cores)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from util.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--name", default="demo", help="experiment name (checkpoints/<name>, results/<name>)")
-    p.add_argument("--data_root", default=os.path.join(ROOT, "datasets", "demo"))
-    p.add_argument("--checkpoints_dir", default=os.path.join(ROOT, "checkpoints"))
-    p.add_argument("--results_dir", default=os.path.join(ROOT, "results"))
+    p.add_argument("--data_root", default=os.path.join(ROOT, "datasets", "demo"), help="where the sample set is written")
+    p.add_argument("--checkpoints_dir", default=os.path.join(ROOT, "checkpoints"), help="checkpoints folder")
+    p.add_argument("--results_dir", default=os.path.join(ROOT, "results"), help="results folder")
     p.add_argument("--label_nc", type=int, default=6, help="number of colour-cluster classes")
     p.add_argument("--image_size", type=int, default=128, help="size of the stored sample images")
     p.add_argument("--crop_size", type=int, default=64, help="training/synthesis resolution")
-    p.add_argument("--ngf", type=int, default=8)
+    p.add_argument("--ngf", type=int, default=8, help="generator width")
     p.add_argument("--steps", type=int, default=300, help="training iterations")
-    p.add_argument("--batchSize", type=int, default=4)
-    p.add_argument("--lr", type=float, default=0.001)
-    p.add_argument("--gpu_ids", default="-1", help="-1 for CPU (default), 0 for the first GPU")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    p.add_argument("--batchSize", type=int, default=4, help="training batch size")
+    p.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    p.add_argument("--gpu_ids", default="-1", help="-1 for the CPU, 0 for the first GPU")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data, training)")
+    return p
+
+
+def parse_args(argv=None):
+    """The demo's settings from ``argv`` (default ``sys.argv[1:]``)."""
+    return build_parser().parse_args(argv)
 
 
 def reconstruction_error(model, batch):
@@ -69,10 +76,10 @@ def main(argv=None):
 
     import train
     from data.loader import create_dataloader
+    from models import create_model
+    from options import build_options
     from scripts.demo_data import build_sample_dataset
     from spse.job import extract_dataset
-    from models.superstylenet_model import SuperStyleNetModel
-    from options.test_options import TestOptions
 
     spec = importlib.util.spec_from_file_location("ssn_test_script", os.path.join(ROOT, "test.py"))
     test_script = importlib.util.module_from_spec(spec)  # "test" would clash with the stdlib package
@@ -108,10 +115,10 @@ def main(argv=None):
     page = test_script.main(common + ["--results_dir", args.results_dir, "--which_epoch", "latest"])
 
     print("[5/5] held-in reconstruction error (eval mode, all demo images)")
-    opt = TestOptions().parse(common + ["--batchSize", str(n_images)])
+    opt = build_options(False, common + ["--batchSize", str(n_images)])
     batch = next(iter(create_dataloader(opt)))
     torch.manual_seed(args.seed)
-    untrained = SuperStyleNetModel(trainer.opt).to(trainer.opt.device)
+    untrained = create_model(trainer.opt).to(trainer.opt.device)
     before = reconstruction_error(untrained, batch)
     after = reconstruction_error(trainer.model, batch)
     print(f"      untrained: L1 {before[0]:.3f}, PSNR {before[1]:.2f} dB")

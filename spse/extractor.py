@@ -34,7 +34,7 @@ from scipy import ndimage
 from scipy.interpolate import make_interp_spline
 from skimage.segmentation import slic
 
-from data.image_io import resize_rgb
+from data.image_io import resize_label, resize_rgb
 from util.errors import InputError
 
 STYLE_DIM = 512          # length of one style code
@@ -138,21 +138,6 @@ def resize_image(image, size):
     loader does for images.
     """
     return resize_rgb(image, (size, size)).astype(np.float32) / np.float32(255.0)
-
-
-def resize_label(label, size):
-    """Nearest-neighbour resize of an ``(H, W)`` label map to ``(size, size)`` int32.
-
-    Output pixel ``i`` samples input ``floor((i + 0.5) * H / size)``, the
-    pixel-centre rule of PIL's ``NEAREST`` filter.
-    """
-    label = np.asarray(label)
-    h, w = label.shape
-    if (h, w) != (size, size):
-        rows = np.minimum(((np.arange(size) + 0.5) * (h / size)).astype(np.int64), h - 1)
-        cols = np.minimum(((np.arange(size) + 0.5) * (w / size)).astype(np.int64), w - 1)
-        label = label[rows[:, None], cols[None, :]]
-    return label.astype(np.int32)
 
 
 def _check_inputs(image, label, label_nc):
@@ -268,7 +253,7 @@ def extract_style_codes_and_presence(image, label, label_nc, size=512, n_segment
     if size < 1:
         raise InputError(f"size must be >= 1, got {size}")
     rgb = resize_image(image, size)
-    lab = resize_label(label, size)
+    lab = resize_label(label, (size, size)).astype(np.int32)
     codes = np.zeros((label_nc, STYLE_DIM), dtype=np.float32)
     present = np.zeros(label_nc, dtype=bool)
     # One pass over the label map gives the bounding box of every class (value j -> object j+1).

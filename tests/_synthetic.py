@@ -1,9 +1,11 @@
-"""Synthetic test data: random boxes and discs of ``label_nc`` classes, with stand-in codes.
+"""Synthetic test data (random boxes and discs of ``label_nc`` classes, stand-in codes) and a noise-free model.
 
 :func:`build_synthetic_dataset` writes ``images/``, ``labels/`` and ``codes/``
 folders; each class has its own colour plus a left-right gradient and noise.
 :func:`mean_colour_codes` gives cheap stand-in codes (each class's mean RGB,
-repeated along the 512 entries) instead of SPSE.
+repeated along the 512 entries) instead of SPSE. :func:`noise_free_model`
+builds the model a training command line would, with ACE's noise scale
+frozen at 0, for tests that compare runs whose noise draws differ.
 """
 import os
 
@@ -61,3 +63,26 @@ def build_synthetic_dataset(root, n=4, size=32, label_nc=4, seed=0, layout="lean
         save_image_atomic(os.path.join(dirs[1], f"img{i}.png"), label)
         save_codes(os.path.join(dirs[2], f"img{i}.npy"), mean_colour_codes(image, label, label_nc), layout)
     return tuple(dirs)
+
+
+def noise_free_model(train_argv, seed, dtype=None):
+    """The model ``train.main(train_argv)`` would build, with every ACE ``noise_var`` frozen at its initial 0.
+
+    The weights are drawn after ``torch.manual_seed(seed)``. Frozen parameters
+    get no gradient and are not optimised, so no noise is ever injected: runs
+    whose noise draws differ (1 against 2 processes, training against
+    test.py) then compute the same images. ``dtype`` (e.g. ``torch.float64``)
+    converts the model.
+    """
+    import torch
+
+    from models import create_model
+    from options import build_options
+
+    opt = build_options(True, train_argv)
+    torch.manual_seed(seed)
+    model = create_model(opt)
+    for name, p in model.named_parameters():
+        if name.endswith("noise_var"):
+            p.requires_grad_(False)
+    return model if dtype is None else model.to(dtype)

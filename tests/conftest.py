@@ -30,3 +30,23 @@ torch.set_num_threads(TEST_THREADS)
 def pytest_report_header(config):
     """Say in the header how many threads the session uses."""
     return f"threads per process: {torch.get_num_threads()} (tests/conftest.py; SUPERSTYLENET_TEST_THREADS)"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def random_inception_path(tmp_path_factory):
+    """A FID Inception weights file with untrained weights (seed 0), for tests of the FID plumbing.
+
+    Such a network gives meaningless FID values; the product code never builds
+    one itself (it loads weights from --inception_path or torch's cache).
+    """
+    from evaluation import metrics
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = metrics.fid_inception_skeleton()
+    path = tmp_path_factory.mktemp("inception") / metrics.FID_WEIGHTS_NAME
+    torch.save(net.state_dict(), path)
+    return str(path)

@@ -1,35 +1,18 @@
-"""ACE: batched per-class style branch and the grouped-conv modulation against literal per-class loops."""
+"""ACE: batched per-class style branch and the grouped-conv modulation against the literal reference
+(tests/_reference.py, which benchmarks/bench_model.py times as its baseline)."""
+import copy
+
+import pytest
 import torch
 import torch.nn.functional as F
 
 from models.networks.ace import ACE, PerClassLinear, style_modulation
 from models.networks.architecture import StyleResBlock
+from tests._reference import LiteralACE, per_class_linear_literal, scatter_map_literal, to_literal
 
 
 def one_hot(label, n):
     return F.one_hot(label, n).permute(0, 3, 1, 2).to(torch.float64)
-
-
-def scatter_map_literal(mu, label_map):
-    """The release's per-class masked scatter: loop over batch and class, fill μ_j where class j is set.
-
-    mu (B, J, D), label_map (B, J, H, W) one-hot -> M (B, D, H, W).
-    """
-    b, j, h, w = label_map.shape
-    rows = []
-    for bi in range(b):
-        m = mu.new_zeros(mu.shape[2], h, w)
-        for ji in range(j):
-            mask = label_map[bi, ji] > 0
-            if mask.any():
-                m = torch.where(mask[None], mu[bi, ji][:, None, None].expand(-1, h, w), m)
-        rows.append(m)
-    return torch.stack(rows)
-
-
-def per_class_linear_literal(x, weight, bias):
-    """One F.linear per class."""
-    return torch.stack([F.linear(x[:, j], weight[j], bias[j]) for j in range(weight.shape[0])], dim=1)
 
 
 def test_per_class_linear_matches_loop():
@@ -70,55 +53,46 @@ def test_grouped_conv_modulation_matches_masked_scatter_values_and_gradients():
     assert grads_fast[0][:, j - 1].abs().max() == 0  # absent class: no gradient to its μ
 
 
-def ace_literal(ace, x, seg, codes, noise):
-    """ACE written literally from SPEC §3 with the release's formulation (O(C²) GSAS, loops)."""
-    from tests.test_gsas import gsas_literal
-
-    b, c, h, w = x.shape
-    x = x + noise * ace.noise_var.view(1, c, 1, 1)
-    normalized = F.batch_norm(x, None, None, training=True, eps=1e-5)
-    seg = F.interpolate(seg, size=(h, w), mode="nearest")
-    actv = F.relu(F.conv2d(seg, ace.Spade.mlp_shared[0].weight, ace.Spade.mlp_shared[0].bias, padding=1))
-    gamma = F.conv2d(actv, ace.Spade.mlp_gamma.weight, ace.Spade.mlp_gamma.bias, padding=1)
-    beta = F.conv2d(actv, ace.Spade.mlp_beta.weight, ace.Spade.mlp_beta.bias, padding=1)
-    if ace.use_style:
-        s = gsas_literal(codes.reshape(-1, 512), ace.Gsas.coefficient.weight,
-                         ace.Gsas.coefficient.bias).reshape(codes.shape)
-        mu = F.relu(per_class_linear_literal(s, ace.fc_mu.weight, ace.fc_mu.bias))
-        m = scatter_map_literal(mu, seg)
-        gamma_a = F.conv2d(m, ace.conv_gamma.weight, ace.conv_gamma.bias, padding=1)
-        beta_a = F.conv2d(m, ace.conv_beta.weight, ace.conv_beta.bias, padding=1)
-        g, hh = torch.sigmoid(ace.blending_gamma), torch.sigmoid(ace.blending_beta)
-        gamma = g * gamma_a + (1 - g) * gamma
-        beta = hh * beta_a + (1 - hh) * beta
-    return normalized * (1 + gamma) + beta
-
-
 def randomise(module):
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn_like(p) * 0.05)
 
 
-def test_full_ace_matches_literal_with_noise_and_blending():
+def literal_copy(ace):
+    """A :class:`LiteralACE` with a copy of ``ace``'s parameters and buffers."""
+    ref = to_literal(copy.deepcopy(ace))
+    assert type(ref) is LiteralACE
+    return ref
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_full_ace_matches_literal_with_noise_and_blending(training):
     torch.manual_seed(0)
     b, j, cn, h, w = 2, 4, 8, 6, 6
-    ace = ACE(cn, j, use_style=True).double().train()
+    ace = ACE(cn, j, use_style=True).double().train(training)
     randomise(ace)
-    seg = one_hot(torch.randint(0, j, (b, 12, 12)), j)
+    with torch.no_grad():  # running statistics that differ from the batch's (used in eval mode)
+        ace.param_free_norm.running_mean.copy_(torch.randn(cn, dtype=torch.float64) * 0.3)
+        ace.param_free_norm.running_var.copy_(torch.rand(cn, dtype=torch.float64) + 0.5)
+    ref_ace = literal_copy(ace)
+    label = torch.randint(0, j, (b, 12, 12))
+    label[1][label[1] == 2] = 0  # class 2 absent from the second image: the literal loop skips it
+    seg = one_hot(label, j)
     x = torch.randn(b, cn, h, w, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
     codes = torch.randn(b, j, 512, dtype=torch.float64)
 
     torch.manual_seed(5)
     out = ace(x, seg, codes)
     torch.manual_seed(5)
-    noise = torch.randn(b, 1, h, w, dtype=torch.float64)
-    ref = ace_literal(ace, x, seg, codes, noise)
+    ref = ref_ace(x_ref, seg, codes)
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
-    params = [x] + list(ace.parameters())
+    torch.testing.assert_close(ace.param_free_norm.running_mean, ref_ace.param_free_norm.running_mean)
+    torch.testing.assert_close(ace.param_free_norm.running_var, ref_ace.param_free_norm.running_var)
     up = torch.randn_like(out)
-    g_fast = torch.autograd.grad((out * up).sum(), params)
-    g_ref = torch.autograd.grad((ref * up).sum(), params)
+    g_fast = torch.autograd.grad((out * up).sum(), [x] + list(ace.parameters()))
+    g_ref = torch.autograd.grad((ref * up).sum(), [x_ref] + list(ref_ace.parameters()))
     for (name, _), gf, gr in zip([("x", None)] + list(ace.named_parameters()), g_fast, g_ref):
         torch.testing.assert_close(gf, gr, rtol=1e-8, atol=1e-9, msg=name)
 
@@ -136,7 +110,7 @@ def test_ace_without_style_ignores_codes_and_has_no_style_parameters():
     b = ace(x, seg, None)
     torch.testing.assert_close(a, b)
     torch.manual_seed(3)
-    torch.testing.assert_close(a, ace_literal(ace, x, seg, None, torch.randn(2, 1, 5, 5, dtype=torch.float64)))
+    torch.testing.assert_close(a, literal_copy(ace)(x, seg, None))
 
 
 def test_ace_initial_state_noise_and_blending():

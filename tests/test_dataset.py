@@ -189,3 +189,22 @@ def test_test_set_without_photos_pairs_labels_and_codes(dataset_dirs):
         create_dataset(TestOptions().parse(argv, save=False))
     with pytest.raises(InputError, match="--image_dir is required"):
         create_dataset(TrainOptions().parse(argv, save=False))
+
+
+def test_resize_label_matches_pil_nearest():
+    """The one label resizer reproduces PIL's NEAREST resize bit for bit, down and up, any ratio."""
+    from PIL import Image
+
+    from data.image_io import resize_label
+
+    rng = np.random.default_rng(3)
+    for h, w in ((37, 53), (2, 3), (64, 48), (255, 17)):
+        label = rng.integers(0, 20, (h, w)).astype(np.uint8)
+        for size_wh in ((16, 16), (64, 64), (7, 23), (w, h), (3 * w, 2 * h + 1), (1, 1)):
+            pil = np.asarray(Image.fromarray(label).resize(size_wh, Image.NEAREST))
+            out = resize_label(label, size_wh)
+            assert out.dtype == np.uint8
+            np.testing.assert_array_equal(out, pil)
+    wide = rng.integers(0, 300, (9, 11)).astype(np.int32)  # values beyond uint8 are kept
+    pil = np.asarray(Image.fromarray(wide).resize((20, 5), Image.NEAREST))
+    np.testing.assert_array_equal(resize_label(wide, (20, 5)), pil)

@@ -1,9 +1,8 @@
 """Distributed training: 2 gloo processes on CPU stay in sync and match one process on the same global batch.
 
 ACE's noise injection draws its noise per process, so 1- and 2-process runs
-draw different noise by construction; both runs here use --freeze_noise,
-which keeps the learned noise scale at its initial 0 (documented in
-docs/training.md). Everything else -- sync BatchNorm statistics, gradient
+draw different noise by construction; both runs here train a model whose
+learned noise scale is frozen at its initial 0 (``tests._synthetic.noise_free_model``). Everything else -- sync BatchNorm statistics, gradient
 averaging, the split of each global batch over the ranks, rank-0-only
 saving -- is compared.
 
@@ -61,7 +60,7 @@ def _train_args(root, name, data_dirs):
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
             "--label_nc", "2", "--crop_size", "64", "--load_size", "64", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "4", "--niter", "1", "--niter_decay", "0", "--max_steps", "1",
-            "--print_freq", "1", "--display_freq", "1", "--freeze_noise", "--seed", "3"]
+            "--print_freq", "1", "--display_freq", "1", "--seed", "3"]
 
 
 def _record_gradients(store):
@@ -89,13 +88,10 @@ def _digest(tensor):
 
 
 def _float64_model(args):
-    """The model ``train.main(args)`` would build (same options, seed 3 as --seed 3), in float64."""
-    from models.superstylenet_model import SuperStyleNetModel
-    from options.train_options import TrainOptions
+    """The model ``train.main(args)`` would build (same options, seed 3 as --seed 3), noise-free, in float64."""
+    from tests._synthetic import noise_free_model
 
-    opt = TrainOptions().parse(args, save=False)
-    torch.manual_seed(3)
-    return SuperStyleNetModel(opt).double()
+    return noise_free_model(args, seed=3, dtype=torch.float64)
 
 
 def _worker(rank, world_size, port, root, data_dirs):

@@ -5,7 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from models.networks import GANLoss, MultiscaleDiscriminator, VGGLoss, default_opt, feature_matching_loss, load_vgg19
+from models.networks import GANLoss, MultiscaleDiscriminator, VGGLoss, feature_matching_loss, load_vgg19
+from options import build_options
 from models.networks.loss import VGG19_FILENAME
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import CheckpointError, OptionError
@@ -14,7 +15,7 @@ from util.errors import CheckpointError, OptionError
 def small_opt(**kw):
     base = dict(is_train=True, label_nc=3, ngf=2, crop_size=32, ndf=8)
     base.update(kw)
-    return default_opt(**base)
+    return build_options(gpu_ids="-1", **base)
 
 
 def conv_out(n, k=4, s=2, p=2):

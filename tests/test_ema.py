@@ -4,15 +4,15 @@ import copy
 import pytest
 import torch
 
-from models.networks import SuperStyleNetGenerator, default_opt
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
+from models.networks import SuperStyleNetGenerator
+from options import build_options
 from trainers.ema import GeneratorEMA, recompute_batchnorm
 from util.errors import CheckpointError, OptionError
 
 
 def tiny_generator(seed=0):
     torch.manual_seed(seed)
-    opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
     return SuperStyleNetGenerator(opt).double()
 
 
@@ -159,6 +159,6 @@ def test_state_round_trip_and_mismatch():
     for (k, a), b in zip(other.module.state_dict().items(), ema.module.state_dict().values()):
         assert torch.equal(a, b), k
     torch.manual_seed(0)
-    wrong = GeneratorEMA(SuperStyleNetGenerator(default_opt(is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
+    wrong = GeneratorEMA(SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
     with pytest.raises(CheckpointError, match="state.pth: EMA generator state does not match"):
         wrong.load_state_dict(state, "x/latest_train_state.pth")

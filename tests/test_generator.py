@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from models.networks import SuperStyleNetGenerator, default_opt, load_vgg19
+from models.networks import SuperStyleNetGenerator, load_vgg19
+from options import build_options
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import InputError, OptionError
 
@@ -24,7 +25,7 @@ def make_batch(b, label_nc, h, w, seed=0, dontcare=False):
 
 def test_model_modes_and_loss_names():
     torch.manual_seed(0)
-    opt = default_opt(label_nc=3, ngf=4, crop_size=32, ndf=16)
+    opt = build_options(gpu_ids="-1", label_nc=3, ngf=4, crop_size=32, ndf=16)
     model = SuperStyleNetModel(opt, vgg=load_vgg19(random_init=True))
     data = make_batch(2, 3, 32, 32)
     losses, fake = model(data, "generator")
@@ -50,7 +51,7 @@ def test_model_modes_and_loss_names():
 ])
 def test_generator_layout_options(mode, crop, aspect, expected):
     torch.manual_seed(0)
-    opt = default_opt(is_train=False, label_nc=2, ngf=2, crop_size=crop, aspect_ratio=aspect,
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=crop, aspect_ratio=aspect,
                       num_upsampling_layers=mode)
     g = SuperStyleNetGenerator(opt)
     sh, sw = expected[:2]
@@ -63,7 +64,7 @@ def test_generator_layout_options(mode, crop, aspect, expected):
 
 
 def test_generator_structure_names_and_no_style_in_last_block():
-    opt = default_opt(is_train=False, label_nc=5, ngf=4, crop_size=32)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=5, ngf=4, crop_size=32)
     with torch.device("meta"):
         g = SuperStyleNetGenerator(opt)
     assert g.fc.weight.shape == (64, 5, 3, 3)
@@ -79,7 +80,7 @@ def test_generator_structure_names_and_no_style_in_last_block():
 
 def test_initialisation():
     torch.manual_seed(0)
-    opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
     g = SuperStyleNetGenerator(opt)
     lin = g.head_0.ace_0.fc_mu
     std = 0.02 * (2.0 / (512 + 512)) ** 0.5
@@ -97,14 +98,14 @@ def test_initialisation():
 
 def test_dontcare_channel_and_label_errors():
     torch.manual_seed(0)
-    opt = default_opt(label_nc=2, ngf=2, crop_size=32, contain_dontcare_label=True, no_vgg_loss=True)
+    opt = build_options(gpu_ids="-1", label_nc=2, ngf=2, crop_size=32, contain_dontcare_label=True, no_vgg_loss=True)
     model = SuperStyleNetModel(opt)
     assert model.netG.label_nc == 3
     data = make_batch(2, 2, 32, 32, dontcare=True)
     data["label"][0, 0, 0, 0] = 2  # the don't-care channel, already mapped to label_nc
     assert model(data, "inference").shape == (2, 3, 32, 32)
 
-    plain = SuperStyleNetModel(default_opt(label_nc=2, ngf=2, crop_size=32, no_vgg_loss=True))
+    plain = SuperStyleNetModel(build_options(gpu_ids="-1", label_nc=2, ngf=2, crop_size=32, no_vgg_loss=True))
     bad = make_batch(2, 2, 32, 32)
     bad["label"][1, 0, 3, 3] = 2
     with pytest.raises(InputError, match=r"img0\.png.*\[0, 2\].*--contain_dontcare_label"):
@@ -121,27 +122,23 @@ def test_dontcare_channel_and_label_errors():
 
 def test_option_errors():
     with pytest.raises(OptionError, match="crop_size 48"):
-        SuperStyleNetGenerator(default_opt(is_train=False, label_nc=2, ngf=2, crop_size=48))
+        SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=48))
     with pytest.raises(OptionError, match="norm_G"):
-        SuperStyleNetGenerator(default_opt(is_train=False, label_nc=2, ngf=2, crop_size=32, norm_G="spectralinstance"))
+        SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=32, norm_G="spectralinstance"))
 
 
-def test_options_are_registered_once_with_spade_defaults():
+def test_options_are_registered_with_spade_defaults():
     import argparse
 
-    from models import networks
-
-    parser = argparse.ArgumentParser()
-    parser = networks.modify_commandline_options(parser, True)
-    parser = SuperStyleNetModel.modify_commandline_options(parser, True)  # idempotent
+    parser = SuperStyleNetModel.modify_commandline_options(argparse.ArgumentParser(), True)
     opt = parser.parse_args([])
     assert (opt.ngf, opt.num_upsampling_layers, opt.norm_G, opt.init_type, opt.init_variance) == (
         64, "normal", "spectralspadesyncbatch3x3", "xavier", 0.02)
-    assert (opt.ndf, opt.num_D, opt.n_layers_D, opt.norm_D, opt.netD, opt.gan_mode) == (
-        64, 2, 3, "spectralinstance", "multiscale", "hinge")
+    assert (opt.ndf, opt.num_D, opt.n_layers_D, opt.norm_D, opt.gan_mode) == (
+        64, 2, 3, "spectralinstance", "hinge")
     assert (opt.lambda_feat, opt.lambda_vgg, opt.no_ganFeat_loss, opt.no_vgg_loss, opt.vgg_path) == (
         10.0, 10.0, False, False, None)
-    test_parser = networks.modify_commandline_options(argparse.ArgumentParser(), False)
+    test_parser = SuperStyleNetModel.modify_commandline_options(argparse.ArgumentParser(), False)
     assert not any("--ndf" in a.option_strings for a in test_parser._actions)
 
 
@@ -149,7 +146,7 @@ def test_eval_mode_is_deterministic_with_zero_noise_and_batch_independent():
     # float64: batched and single-sample convolutions sum in different orders; in float64 that
     # rounding is ~1e-15 relative, so a 1e-10 bound holds on any CPU and any kernel choice.
     torch.manual_seed(0)
-    opt = default_opt(is_train=False, label_nc=3, ngf=2, crop_size=32)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
     g = SuperStyleNetGenerator(opt).double().eval()
     data = make_batch(2, 3, 32, 32)
     seg = one_hot(data["label"][:, 0], 3).double()
@@ -163,7 +160,7 @@ def test_eval_mode_is_deterministic_with_zero_noise_and_batch_independent():
 def test_model_follows_its_parameters_dtype():
     # the dataset's float32 batch is cast to the parameters' dtype: a float64 model runs in float64
     torch.manual_seed(0)
-    model = SuperStyleNetModel(default_opt(label_nc=3, ngf=2, crop_size=32, ndf=8, no_vgg_loss=True)).double()
+    model = SuperStyleNetModel(build_options(gpu_ids="-1", label_nc=3, ngf=2, crop_size=32, ndf=8, no_vgg_loss=True)).double()
     data = make_batch(2, 3, 32, 32)
     assert data["codes"].dtype == data["image"].dtype == torch.float32
     losses, fake = model(data, "generator")
@@ -178,7 +175,7 @@ def test_model_follows_its_parameters_dtype():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_model_runs_on_cuda_and_moves_the_batch():
     torch.manual_seed(0)
-    model = SuperStyleNetModel(default_opt(label_nc=3, ngf=2, crop_size=32), vgg=load_vgg19(random_init=True))
+    model = SuperStyleNetModel(build_options(gpu_ids="-1", label_nc=3, ngf=2, crop_size=32), vgg=load_vgg19(random_init=True))
     model.to("cuda")
     losses, fake = model(make_batch(2, 3, 32, 32), "generator")
     assert fake.is_cuda and all(v.is_cuda for v in losses.values())

@@ -1,23 +1,8 @@
 """GSAS: the O(C) closed form against the literal O(C²) graph formulation (values and gradients)."""
 import torch
-import torch.nn.functional as F
 
 from models.networks.gsas import GSAS
-
-
-def gsas_literal(s, coef_weight, coef_bias):
-    """The release's formulation, written out: a C×C graph per code vector.
-
-    ``s`` (N, C). Channel 0 of the stacked input carries s_k (weight w_e),
-    channel 1 carries s_i (weight w_t); ``A[i, k] = w_t s_i + w_e s_k + bias``,
-    softmax over i, output ``s_k + mean_i(s_i · P[i, k])``.
-    """
-    n, c = s.shape
-    s_i = s[:, :, None].expand(n, c, c)
-    s_k = s[:, None, :].expand(n, c, c)
-    graph = F.conv2d(torch.stack([s_k, s_i], dim=1), coef_weight, coef_bias)[:, 0]  # (N, C_i, C_k)
-    p = torch.softmax(graph, dim=1)
-    return s + (s[:, :, None] * p).mean(dim=1)
+from tests._reference import gsas_literal
 
 
 def test_closed_form_matches_literal_values_and_gradients():

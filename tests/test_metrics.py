@@ -314,12 +314,11 @@ def test_fid_from_activations_low_rank_form_equals_covariance_form():
         metrics.fid_from_activations(x1[:1], x2)
 
 
-def test_fid_inception_loads_local_weights_and_random_weights_are_explicit(tmp_path):
-    torch.manual_seed(0)
-    random_model = metrics.build_fid_inception(random_weights=True)
+def test_fid_inception_loads_local_weights(tmp_path, random_inception_path):
+    random_model = metrics.build_fid_inception(random_inception_path)
     assert not random_model.training
     # weights saved from a skeleton load back, unchanged, through the local-file path
-    skeleton = metrics._fid_inception_skeleton()
+    skeleton = metrics.fid_inception_skeleton()
     path = tmp_path / metrics.FID_WEIGHTS_NAME
     torch.save(skeleton.state_dict(), path)
     model = metrics.build_fid_inception(str(path))
@@ -328,21 +327,22 @@ def test_fid_inception_loads_local_weights_and_random_weights_are_explicit(tmp_p
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in random_model.parameters())
 
 
-def test_evaluate_cli_fid_plumbing_with_random_inception(tmp_path):
+def test_evaluate_cli_fid_plumbing_with_random_inception(tmp_path, random_inception_path):
     # random weights give meaningless FID values; this only exercises the pipeline
-    torch.manual_seed(0)
     res, gt = _make_folders(tmp_path, n=2)
     out = tmp_path / "m.json"
     assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--output", str(out),
-                          "--no_progress", "--fid", "--fid_random_weights", "--batch_size", "2"]) == 0
+                          "--no_progress", "--fid", "--inception_path", random_inception_path,
+                          "--batch_size", "2"]) == 0
     report = json.loads(out.read_text())
     assert math.isfinite(report["mean"]["fid"]) and report["mean"]["fid"] >= 0
-    assert "RANDOM" in report["settings"]["fid_weights"]
+    assert report["settings"]["fid_weights"] == random_inception_path
 
 
-def test_evaluate_rejects_bad_fid_device(tmp_path, capsys):
+def test_evaluate_rejects_bad_fid_device(tmp_path, capsys, random_inception_path):
     res, gt = _make_folders(tmp_path, n=2)
-    argv = ["--results_dir", str(res), "--gt_dir", str(gt), "--no_progress", "--fid", "--fid_random_weights"]
+    argv = ["--results_dir", str(res), "--gt_dir", str(gt), "--no_progress", "--fid", "--inception_path",
+            random_inception_path]
     assert evaluate.main(argv + ["--device", "toaster"]) == 2
     assert "--device 'toaster'" in capsys.readouterr().err
     if not torch.cuda.is_available():
@@ -350,7 +350,7 @@ def test_evaluate_rejects_bad_fid_device(tmp_path, capsys):
         assert "not available" in capsys.readouterr().err
 
 
-def test_fid_ground_truth_statistics_cache(tmp_path, monkeypatch):
+def test_fid_ground_truth_statistics_cache(tmp_path, monkeypatch, random_inception_path):
     # the cache logic does not depend on the network: stand-in activations keep this test fast
     calls = []
 
@@ -363,29 +363,29 @@ def test_fid_ground_truth_statistics_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(metrics, "build_fid_inception", lambda *a, **k: None)
     res, gt = _make_folders(tmp_path, n=3)
     stats = tmp_path / "gt_stats.npz"
-    first = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+    first = evaluate.evaluate(str(res), str(gt), fid=True, inception_path=random_inception_path, fid_gt_stats=str(stats),
                               progress=False)
     assert calls == [3, 3] and stats.is_file()
     assert first["settings"]["fid_gt_stats"]["loaded_from_cache"] is False
-    second = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+    second = evaluate.evaluate(str(res), str(gt), fid=True, inception_path=random_inception_path, fid_gt_stats=str(stats),
                               progress=False)
     assert calls == [3, 3, 3]  # only the results went through the network
     assert second["settings"]["fid_gt_stats"]["loaded_from_cache"] is True
     assert second["mean"]["fid"] == first["mean"]["fid"] > 0
     # the uncached path (nuclear-norm form) gives the same distance; with rank-deficient
     # covariances (3 samples) the eigendecomposition form loses a few digits
-    plain = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, progress=False)
+    plain = evaluate.evaluate(str(res), str(gt), fid=True, inception_path=random_inception_path, progress=False)
     assert plain["mean"]["fid"] == pytest.approx(first["mean"]["fid"], rel=1e-5)
     # another ground-truth set: the cache is recomputed, not trusted
     (gt / "2.png").unlink()
     (res / "2.png").unlink()
-    third = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+    third = evaluate.evaluate(str(res), str(gt), fid=True, inception_path=random_inception_path, fid_gt_stats=str(stats),
                               progress=False)
     assert third["settings"]["fid_gt_stats"]["loaded_from_cache"] is False
     assert metrics.load_statistics(str(stats))[2] == ["0", "1"]
     stats.write_bytes(b"garbage")
     with pytest.raises(InputError, match="gt_stats.npz"):
         metrics.load_statistics(str(stats))
-    fourth = evaluate.evaluate(str(res), str(gt), fid=True, fid_random_weights=True, fid_gt_stats=str(stats),
+    fourth = evaluate.evaluate(str(res), str(gt), fid=True, inception_path=random_inception_path, fid_gt_stats=str(stats),
                               progress=False)
     assert fourth["settings"]["fid_gt_stats"]["loaded_from_cache"] is False

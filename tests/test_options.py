@@ -1,11 +1,19 @@
 """Options: release defaults, validation, saved files, reloading in test.py, LR schedule."""
+import contextlib
+import importlib.util
+import io
 import json
 import os
+import re
 
+import numpy as np
 import pytest
 
+from options import build_options
+from options.base_options import RUN_SPECIFIC_OPTIONS
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from tests.conftest import ROOT
 from trainers.superstylenet_trainer import learning_rate_for_epoch, split_lr
 from util.errors import OptionError
 
@@ -27,7 +35,16 @@ def test_release_defaults(tmp_path):
     assert opt.ngf == 64 and opt.num_D == 2  # component flags are registered
     test = TestOptions().parse(["--name", "exp", "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"])
     assert test.results_dir == "./results" and test.how_many == float("inf")
-    assert test.serial_batches and test.no_flip and test.load_size == test.crop_size and not test.isTrain
+    assert test.load_size == test.crop_size and not test.isTrain and test.phase == "test"
+    # test synthesis keeps the file order and never flips (--serial_batches / --no_flip are training flags)
+    from data.transforms import get_params
+
+    rng = np.random.default_rng(0)
+    larger = TestOptions().parse(["--name", "exp", "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1",
+                                  "--load_size", "300"])
+    params = [get_params(larger, (500, 500), rng) for _ in range(20)]  # centred crop of 256 in 300
+    assert not any(p["flip"] for p in params) and {p["crop_pos"] for p in params} == {(22, 22)}
+    assert not hasattr(test, "serial_batches") and not hasattr(test, "no_flip")
 
 
 def test_release_command_line_parses(tmp_path, monkeypatch):
@@ -108,3 +125,144 @@ def test_cpu_fallback_notice(tmp_path, capsys, monkeypatch):
     assert opt.gpu_ids == [] and opt.device.type == "cpu"
     assert "running on CPU" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "exp" / "opt.json")
+
+
+def test_build_options_goes_through_the_parsers(tmp_path):
+    opt = build_options(True, ["--ngf", "16"], label_nc=5, ngf=8, contain_dontcare_label=True, gpu_ids="-1")
+    cli = TrainOptions().parse(["--label_nc", "5", "--ngf", "16", "--contain_dontcare_label", "--gpu_ids", "-1"])
+    assert vars(opt) == vars(cli)  # same fields, same values: the command line wins over the overrides
+    assert opt.semantic_nc == 6 and opt.load_size == 286 and opt.isTrain
+    with pytest.raises(OptionError, match="unknown option.*lable_nc"):
+        build_options(True, lable_nc=3)
+    with pytest.raises(OptionError, match="--crop_size 40"):
+        build_options(False, crop_size=40, gpu_ids="-1")
+    test = build_options(False, crop_size=64, gpu_ids="-1")
+    assert test.load_size == 64 and not test.isTrain and test.semantic_nc == 13
+
+
+def test_run_specific_options_are_real_flags():
+    from mix_styles import MixOptions
+
+    dests = set()
+    for options in (TrainOptions(), TestOptions(), MixOptions()):
+        parser = options.build_parser(["--gpu_ids", "-1"])
+        dests |= {a.dest for a in parser._actions}
+    assert RUN_SPECIFIC_OPTIONS <= dests, sorted(RUN_SPECIFIC_OPTIONS - dests)
+
+
+def test_output_nc_sets_the_generator_discriminator_and_data(tmp_path):
+    from data.loader import create_dataset
+    from models import create_model
+    from tests._synthetic import build_synthetic_dataset
+
+    with pytest.raises(OptionError, match="--output_nc 1.*--no_vgg_loss"):
+        build_options(True, output_nc=1, gpu_ids="-1")
+    images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=2, size=32, label_nc=3)
+    opt = build_options(True, output_nc=1, no_vgg_loss=True, label_nc=3, ngf=2, ndf=4, crop_size=32,
+                        load_size=32, gpu_ids="-1", image_dir=images, label_dir=labels, instance_dir=codes)
+    item = create_dataset(opt)[0]
+    assert item["image"].shape == (1, 32, 32)
+    from PIL import Image
+
+    grey = np.asarray(Image.open(os.path.join(images, "img0.png")).convert("L"), np.float32) / 127.5 - 1
+    flipped = not np.allclose(item["image"][0].numpy(), grey, atol=1e-6)
+    np.testing.assert_allclose(item["image"][0].numpy(), grey[:, ::-1] if flipped else grey, atol=1e-6)
+    model = create_model(opt)
+    assert model.netG.conv_img.out_channels == 1
+    assert model.netD.discriminator_0.model0[0].in_channels == 3 + 1
+    from data.loader import collate
+
+    losses, fake = model(collate([item, create_dataset(opt)[1]]), "generator")
+    assert fake.shape == (2, 1, 32, 32) and set(losses) == {"GAN", "GAN_Feat"}
+
+
+def test_model_flag_chooses_from_the_registry(monkeypatch):
+    import models
+    from models.superstylenet_model import SuperStyleNetModel
+
+    class Variant(SuperStyleNetModel):
+        pass
+
+    monkeypatch.setitem(models.MODELS, "variant", Variant)
+    opt = build_options(False, ["--model", "variant"], label_nc=2, ngf=2, crop_size=32, gpu_ids="-1")
+    assert type(models.create_model(opt)) is Variant
+    with pytest.raises(SystemExit):
+        build_options(False, ["--model", "pix2pix"], gpu_ids="-1")
+
+
+# ------------------------------------------------------------------------------ --help of the entry scripts
+def _load_script(relative):
+    spec = importlib.util.spec_from_file_location("script_" + re.sub(r"\W", "_", relative),
+                                                  os.path.join(ROOT, relative))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _help_of(main, argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--help"])
+    assert exit_info.value.code == 0
+    return out.getvalue()
+
+
+def _options_parser(options_class, argv):
+    return lambda: options_class().build_parser(argv)
+
+
+def _entry_scripts(tmp_path):
+    """(script, its main, required argv, a function building its complete parser, its options class)."""
+    ck = ["--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"]
+    mix_req = ck + ["--source_labels", "a.png", "--source_codes", "a.npy", "--classes", "1"]
+    test_script, mix_script = _load_script("test.py"), _load_script("mix_styles.py")
+    train_script = _load_script("train.py")
+    out = [("train.py", train_script.main, ck, _options_parser(TrainOptions, ck), TrainOptions),
+           ("test.py", test_script.main, ck, _options_parser(TestOptions, ck), TestOptions),
+           ("mix_styles.py", mix_script.main, mix_req, _options_parser(mix_script.MixOptions, mix_req),
+            mix_script.MixOptions)]
+    plain = {"save_style_vector.py": ["--image_dir", "i", "--label_dir", "l", "--save_dir", "s", "--label_nc", "3"],
+             "evaluate.py": ["--results_dir", "r", "--gt_dir", "g"],
+             "datasets/prepare_celebamask_hq.py": ["--root", "r", "--out_dir", "o"],
+             "datasets/prepare_cityscapes.py": ["--root", "r", "--out_dir", "o"],
+             "datasets/prepare_cmp_facade.py": ["--input_dirs", "a", "--out_dir", "o"],
+             "scripts/demo.py": []}
+    for script, req in plain.items():
+        module = _load_script(script)
+        main = module.main if script != "scripts/demo.py" else module.parse_args
+        out.append((script, main, req, module.build_parser, None))
+    return out
+
+
+def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tmp_path):
+    for script, main, required, make_parser, options_class in _entry_scripts(tmp_path):
+        text = _help_of(main, list(required))
+        parser = make_parser()
+        parsed = parser.parse_args(required)
+        if options_class is not None:  # the options the script runs with: no default changes after parsing
+            opt = options_class().parse(required)
+            for dest, value in vars(parsed).items():
+                if dest != "gpu_ids":  # "-1" becomes the list of GPU ids, [] on the CPU
+                    assert getattr(opt, dest) == value, (script, dest)
+        entries = {}  # flag -> its help entry, whitespace collapsed
+        for block in re.split(r"\n(?=  -)", text):
+            m = re.match(r"\s*(-\w, )?(--\w+)", block)
+            if m:
+                entries[m.group(2)] = " ".join(block.split())
+        for action in parser._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            flag = action.option_strings[-1]
+            assert flag in entries, f"{script} --help lacks {flag}"
+            if not action.required and flag not in required:  # a default, not a value given here
+                shown = f"(default: {getattr(parsed, action.dest)})"
+                assert shown in entries[flag], f"{script} {flag}: {entries[flag]!r} should show {shown}"
+    train_help = _help_of(_load_script("train.py").main, ["--gpu_ids", "-1"])
+    for flag in ("--ngf", "--no_vgg_loss", "--vgg_path", "--num_upsampling_layers", "--norm_G", "--init_from"):
+        assert flag in train_help
+    flat = " ".join(train_help.split())
+    for shown in ("--crop_size CROP_SIZE crop", "(default: 256)", "(default: 13)", "(default: resize_and_crop)",
+                  "(default: 286)"):
+        assert shown in flat
+    mix_help = " ".join(_help_of(_load_script("mix_styles.py").main, []).split())
+    assert "SuperStyleNet style mixing" in mix_help and "testing" not in mix_help.split("options:")[0]

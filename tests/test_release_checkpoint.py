@@ -9,7 +9,8 @@ import torch
 from models.checkpoint_compat import (
     check_state_against, convert_release_generator_state, load_discriminator_weights, load_generator_weights,
 )
-from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator, default_opt
+from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
+from options import build_options
 from tests._reference import reference_file
 from util.errors import CheckpointError
 from util.io import torch_save_atomic
@@ -32,7 +33,7 @@ def fixture_state(z):
 
 def test_release_fixture_is_reproduced(caplog):
     z = np.load(reference_file("original_netG_fixture.npz"))
-    opt = default_opt(is_train=False, label_nc=19, ngf=4, crop_size=64)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=19, ngf=4, crop_size=64)
     netG = SuperStyleNetGenerator(opt).eval()
     with caplog.at_level(logging.INFO, logger="models.checkpoint_compat"):
         notes = load_generator_weights(netG, fixture_state(z))
@@ -56,7 +57,7 @@ def meta_state(shapes):
 
 def test_release_generator_key_list_maps_completely():
     shapes = json.load(open(reference_file("original_netG_keys.json")))
-    opt = default_opt(is_train=False, label_nc=19, ngf=64, crop_size=256)
+    opt = build_options(gpu_ids="-1", is_train=False, label_nc=19, ngf=64, crop_size=256)
     with torch.device("meta"):
         netG = SuperStyleNetGenerator(opt)
     native = netG.state_dict()
@@ -75,7 +76,7 @@ def test_release_generator_key_list_maps_completely():
 
 def test_release_discriminator_key_list_maps_completely():
     shapes = json.load(open(reference_file("original_netD_keys.json")))
-    opt = default_opt(is_train=True, label_nc=19, ngf=64, crop_size=256)
+    opt = build_options(gpu_ids="-1", is_train=True, label_nc=19, ngf=64, crop_size=256)
     with torch.device("meta"):
         netD = MultiscaleDiscriminator(opt)
     check_state_against(netD.state_dict(), meta_state(shapes), "original_netD_keys.json", "discriminator")
@@ -87,7 +88,7 @@ def test_release_discriminator_key_list_maps_completely():
 def small_opt(**kw):
     base = dict(is_train=True, label_nc=3, ngf=2, crop_size=32, ndf=8)
     base.update(kw)
-    return default_opt(**base)
+    return build_options(gpu_ids="-1", **base)
 
 
 def to_release_layout(native_state, n_release_classes=19):

@@ -1,12 +1,10 @@
 """Tests of the per-image SPSE extractor (spse/extractor.py)."""
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.interpolate import InterpolatedUnivariateSpline
 
 from spse.extractor import (CHANNEL_DIM, STYLE_DIM, code_from_means, extract_style_codes,
-                       extract_style_codes_and_presence, resample, resampling_matrix, resize_label,
-                       superpixel_means)
+                            extract_style_codes_and_presence, resample, resampling_matrix, superpixel_means)
 from util.errors import InputError
 
 
@@ -230,13 +228,6 @@ def test_tiny_classes_give_finite_codes():
         means = superpixel_means(image.astype(np.float32) / 255, label, j)
         assert means.shape == (3, k)
         np.testing.assert_allclose(codes[j], ref_code(means), atol=1e-5)
-
-
-def test_resize_label_matches_pil_nearest():
-    label = np.random.default_rng(3).integers(0, 20, (37, 53)).astype(np.uint8)
-    for size in (16, 64):
-        pil = np.asarray(Image.fromarray(label).resize((size, size), Image.NEAREST))
-        np.testing.assert_array_equal(resize_label(label, size), pil)
 
 
 def test_bounding_box_crop_matches_full_image_slic():

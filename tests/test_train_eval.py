@@ -1,9 +1,9 @@
 """Evaluation during training (--eval_dir): values, logs, best checkpoints, FID, DDP; on a tiny CPU set.
 
-The runs use --freeze_noise: ACE's noise scale stays 0, so a generator's output
-does not depend on the noise draws, and the values logged during training can
-be compared with test.py + evaluate.py on the saved checkpoints (which draw
-their noise differently).
+The runs train a noise-free model (``tests._synthetic.noise_free_model``: ACE's
+noise scale frozen at 0), so a generator's output does not depend on the noise
+draws, and the values logged during training can be compared with test.py +
+evaluate.py on the saved checkpoints (which draw their noise differently).
 """
 import contextlib
 import importlib.util
@@ -18,8 +18,7 @@ import torch.multiprocessing as mp
 
 import evaluate
 import train
-from tests._synthetic import build_synthetic_dataset
-from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
+from tests._synthetic import build_synthetic_dataset, noise_free_model
 from util.errors import InputError, OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,13 +39,18 @@ def make_data(root, n_eval=3):
     return train_dirs, os.path.join(root, "eval")
 
 
+def train_noise_free(argv):
+    """``train.main(argv)`` on the noise-free model of ``argv`` (--seed 2 of :func:`train_args`)."""
+    return train.main(argv, model=noise_free_model(argv, seed=2))
+
+
 def train_args(root, name, train_dirs, batch=2):
     images, labels, codes = train_dirs
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
             "--label_nc", str(LABEL_NC), "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", str(batch), "--niter", "1", "--niter_decay", "1",
-            "--print_freq", "100", "--display_freq", "100", "--freeze_noise", "--seed", "2",
+            "--print_freq", "100", "--display_freq", "100", "--seed", "2",
             "--ema_bn_batches", "2", "--inception_path", os.path.join(root, "no_inception.pth")]
 
 
@@ -57,9 +61,9 @@ def run(tmp_path_factory):
     train_dirs, eval_dir = make_data(root)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        trainer = train.main(train_args(root, "ev", train_dirs)
-                             + ["--eval_dir", eval_dir, "--eval_freq", "2", "--eval_metric", "rmse",
-                                "--save_epoch_freq", "1", "--tf_log"])
+        trainer = train_noise_free(train_args(root, "ev", train_dirs)
+                                   + ["--eval_dir", eval_dir, "--eval_freq", "2", "--eval_metric", "rmse",
+                                      "--save_epoch_freq", "1", "--tf_log"])
     return root, train_dirs, eval_dir, trainer, out.getvalue()
 
 
@@ -129,7 +133,7 @@ def test_evaluation_leaves_training_unchanged(run, tmp_path):
     """Same run without --eval_dir: bit-identical weights, averaged weights and losses."""
     root, train_dirs, _, trainer, _ = run
     with contextlib.redirect_stdout(io.StringIO()):
-        plain = train.main(train_args(str(tmp_path), "plain", train_dirs) + ["--save_epoch_freq", "1"])
+        plain = train_noise_free(train_args(str(tmp_path), "plain", train_dirs) + ["--save_epoch_freq", "1"])
     for net in ("netG", "netD"):
         a, b = getattr(trainer.model, net).state_dict(), getattr(plain.model, net).state_dict()
         for k in a:
@@ -139,17 +143,18 @@ def test_evaluation_leaves_training_unchanged(run, tmp_path):
     assert trainer.latest_losses() == plain.latest_losses()
 
 
-def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path):
-    """The FID plumbing with an explicitly random Inception (its values mean nothing, but must agree)."""
+def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path, random_inception_path):
+    """The FID plumbing with an untrained Inception (its values mean nothing, but must agree)."""
     root = str(tmp_path)
     train_dirs, eval_dir = make_data(root, n_eval=2)
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = train.main(train_args(root, "ev", train_dirs)
-                             + ["--eval_dir", eval_dir, "--eval_freq", "100", "--eval_fid_random_weights",
-                                "--eval_metric", "fid", "--ema_decay", "0", "--max_steps", "2"])
+        trainer = train_noise_free(train_args(root, "ev", train_dirs)
+                                   + ["--eval_dir", eval_dir, "--eval_freq", "100", "--inception_path",
+                                      random_inception_path, "--eval_metric", "fid", "--ema_decay", "0",
+                                      "--max_steps", "2"])
     values = trainer.evaluator.last_values
     assert trainer.evaluator.last_step == 2 and set(values) == {"ssim", "psnr", "rmse", "fid"}
-    # evaluate.py with the same random network (built from the seed the evaluator uses) and batch size
+    # evaluate.py with the same network and batch size
     folder = os.path.join(root, "fid_res")
     test_script = load_test_script()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -159,9 +164,8 @@ def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path):
                                  "--instance_dir", os.path.join(eval_dir, "codes"), "--batchSize", "2",
                                  "--results_dir", folder])
     images = os.path.join(os.path.dirname(page), "images")
-    torch.manual_seed(0)
     report = evaluate.evaluate(os.path.join(images, "synthesized_image"), os.path.join(images, "real_image"),
-                               fid=True, fid_random_weights=True, batch_size=2, progress=False)
+                               fid=True, inception_path=random_inception_path, batch_size=2, progress=False)
     assert values["fid"] == pytest.approx(report["mean"]["fid"], rel=1e-9)
     assert json.load(open(os.path.join(root, "ck", "ev", "best.json")))["raw"]["value"] == values["fid"]
 
@@ -205,8 +209,8 @@ def _ddp_worker(rank, world_size, port, root, train_dirs, eval_dir):
     from util import distributed as dist_util
 
     try:
-        trainer = train.main(train_args(root, "ddp", train_dirs, batch=4)
-                             + ["--eval_dir", eval_dir, "--eval_freq", "1", "--max_steps", "1"])
+        trainer = train_noise_free(train_args(root, "ddp", train_dirs, batch=4)
+                                   + ["--eval_dir", eval_dir, "--eval_freq", "1", "--max_steps", "1"])
         torch.save({"values": trainer.evaluator.last_values, "history": trainer.evaluator.history,
                     "indices": trainer.evaluator.last_local_indices},
                    os.path.join(root, f"eval_rank{rank}.pt"))

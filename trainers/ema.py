@@ -75,12 +75,12 @@ def modify_commandline_options(parser, is_train):
 
 def validate_options(opt):
     """Raise :class:`OptionError` for out-of-range EMA flags."""
-    decay = getattr(opt, "ema_decay", 0.0)
+    decay = opt.ema_decay
     if not 0.0 <= decay < 1.0:
         raise OptionError(f"--ema_decay {decay}: must lie in [0, 1) (0 disables the EMA generator)")
-    if getattr(opt, "ema_every", 1) < 1:
+    if opt.ema_every < 1:
         raise OptionError(f"--ema_every {opt.ema_every}: must be at least 1")
-    if getattr(opt, "ema_bn_batches", 0) < 0:
+    if opt.ema_bn_batches < 0:
         raise OptionError(f"--ema_bn_batches {opt.ema_bn_batches}: must be >= 0")
 
 
@@ -173,11 +173,11 @@ class GeneratorEMA:
     def from_options(cls, opt, netG):
         """The EMA of ``opt`` (``--ema_decay`` etc.), or None when ``--ema_decay`` is 0."""
         validate_options(opt)
-        if getattr(opt, "ema_decay", 0.0) <= 0.0:
+        if opt.ema_decay <= 0.0:
             return None
-        device = torch.device("cpu") if getattr(opt, "ema_cpu", False) else None
+        device = torch.device("cpu") if opt.ema_cpu else None
         return cls(netG, opt.ema_decay, every=opt.ema_every, device=device, bn_batches=opt.ema_bn_batches,
-                   seed=getattr(opt, "seed", 0))
+                   seed=opt.seed)
 
     # ----------------------------------------------------------------- averaging
     def current_decay(self):

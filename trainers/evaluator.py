@@ -69,14 +69,13 @@ def modify_commandline_options(parser, is_train):
     g.add_argument("--eval_metric", type=str, default="ssim", choices=sorted(METRICS),
                    help="metric that selects best_net_G.pth / best_net_G_ema.pth")
     g.add_argument("--inception_path", type=str, default=None,
-                   help=f"local path of {metrics.FID_WEIGHTS_NAME} for FID (default: torch hub cache)")
-    g.add_argument("--eval_fid_random_weights", action="store_true", help=argparse.SUPPRESS)
+                   help=f"local path of {metrics.FID_WEIGHTS_NAME} for FID; when left out, torch's hub cache")
     return parser
 
 
 def validate_options(opt):
     """Raise :class:`OptionError` for bad evaluation flags (folders are checked by the evaluator)."""
-    if getattr(opt, "eval_freq", 1) < 1:
+    if opt.eval_freq < 1:
         raise OptionError(f"--eval_freq {opt.eval_freq}: must be at least 1")
 
 
@@ -89,10 +88,7 @@ def eval_options(opt):
             raise InputError(f"--eval_dir {opt.eval_dir}: folder {path} not found (expected the sub-folders "
                              f"{', '.join(EVAL_FOLDERS.values())})")
         setattr(eval_opt, flag, path)
-    eval_opt.isTrain = False
-    eval_opt.phase = "eval"
-    eval_opt.no_flip = True
-    eval_opt.serial_batches = True
+    eval_opt.isTrain = False  # test-time preprocessing: centred crop, no flip, file order
     eval_opt.load_size = opt.crop_size
     eval_opt.max_dataset_size = sys.maxsize
     return eval_opt
@@ -146,7 +142,6 @@ class TrainingEvaluator:
 
     def _setup_fid(self, log):
         opt = self.opt
-        random_weights = bool(getattr(opt, "eval_fid_random_weights", False))
         try:
             if len(self.dataset) < 2:
                 raise InputError(f"--eval_dir {opt.eval_dir}: FID needs at least 2 images")
@@ -154,8 +149,7 @@ class TrainingEvaluator:
             # evaluation leaves the training run's random stream untouched
             with torch.random.fork_rng(devices=[opt.device] if opt.device.type == "cuda" else []):
                 torch.manual_seed(0)
-                self.fid_model = metrics.build_fid_inception(getattr(opt, "inception_path", None),
-                                                             random_weights=random_weights, device=opt.device)
+                self.fid_model = metrics.build_fid_inception(opt.inception_path, device=opt.device)
         except (CheckpointError, InputError) as e:
             if self.metric == "fid":
                 raise OptionError(f"--eval_metric fid: FID cannot be computed: {e}") from e
@@ -318,6 +312,6 @@ def _ordered_activations(parts):
 
 def build_evaluator(opt, batch_size, rank=0, world_size=1, log=print):
     """A :class:`TrainingEvaluator` when ``--eval_dir`` is set, else None."""
-    if not getattr(opt, "eval_dir", None):
+    if not opt.eval_dir:
         return None
     return TrainingEvaluator(opt, batch_size, rank=rank, world_size=world_size, log=log)

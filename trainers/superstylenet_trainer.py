@@ -14,6 +14,11 @@ Schedule: epochs are 1-based; epoch ``e`` trains at
 epochs, then a linear decay by ``lr/niter_decay`` after each further epoch,
 exactly when the release's per-epoch update happened.
 
+Fine-tuning (``--init_from``, :meth:`SuperStyleNetTrainer.init_from`) loads
+plain ``net_G`` / ``net_D`` files (this project's or the release's) into a
+fresh run; ``--continue_train`` (:meth:`SuperStyleNetTrainer.load_train_state`)
+resumes this run exactly from its training state.
+
 The averaged generator (``trainers/ema.py``, ``--ema_decay``) is updated after
 every G step and written with every checkpoint (``*_net_G_ema.pth`` and inside
 the training state); an evaluator (``trainers/evaluator.py``) attached as
@@ -24,8 +29,9 @@ import os
 
 import torch
 
-from trainers.ema import GeneratorEMA
 from models import checkpoints as ckpt
+from models import create_model
+from trainers.ema import GeneratorEMA
 from util.errors import CheckpointError
 
 
@@ -47,8 +53,10 @@ class SuperStyleNetTrainer:
 
     Args:
         opt: training options.
-        model: a built ``SuperStyleNetModel`` (moved to ``opt.device`` here);
-            built from ``opt`` when None.
+        model: a built model (moved to ``opt.device`` here); built from ``opt``
+            (:func:`models.create_model`) when None. Tests pass one, e.g. in
+            float64 or with parameters frozen: only parameters that require
+            grad are optimised.
         ddp_device_ids: set when running under DistributedDataParallel
             (``[local_rank]`` on CUDA, ``None`` on CPU); ``False`` for no DDP.
     """
@@ -56,21 +64,15 @@ class SuperStyleNetTrainer:
     def __init__(self, opt, model=None, ddp_device_ids=False):
         self.opt = opt
         if model is None:
-            from models.superstylenet_model import SuperStyleNetModel
-
-            model = SuperStyleNetModel(opt)
+            model = create_model(opt)
         self.model = model.to(opt.device)
-        if getattr(opt, "freeze_noise", False):
-            for name, p in self.model.named_parameters():
-                if name.endswith("noise_var"):
-                    p.requires_grad_(False)
         self.model.train()
         self.module = self.model
         if ddp_device_ids is not False:
             self.module = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=ddp_device_ids, find_unused_parameters=True)
-        self.use_amp = bool(getattr(opt, "amp", False)) and opt.device.type == "cuda"
-        if getattr(opt, "amp", False) and not self.use_amp:
+        self.use_amp = bool(opt.amp) and opt.device.type == "cuda"
+        if opt.amp and not self.use_amp:
             print("[trainer] --amp needs CUDA; training in float32")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.optimizer_G, self.optimizer_D = self.create_optimizers()
@@ -171,6 +173,18 @@ class SuperStyleNetTrainer:
         return self.ema.prepare(self.model.netG, device=self.opt.device)
 
     # ------------------------------------------------------------ checkpoints
+    def init_from(self, folder, which_epoch, log=print):
+        """Fine-tuning: load the plain ``{which_epoch}_net_G.pth`` (and ``_net_D.pth``) of ``folder``.
+
+        This project's files or the release's (:func:`models.checkpoints.load_networks`).
+        Optimisers, schedule and step count stay those of a new run; the EMA
+        generator restarts from the loaded weights. Returns the notes.
+        """
+        notes = ckpt.load_networks(self.model, folder, which_epoch, log=log)
+        if self.ema is not None:
+            self.ema.reset_to(self.model.netG)
+        return notes
+
     def save(self, which_epoch, epoch, epoch_iter, save_state=True):
         """Write ``{which_epoch}_net_{G,D}.pth`` and (``save_state``) ``{which_epoch}_train_state.pth``.
 

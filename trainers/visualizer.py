@@ -35,7 +35,7 @@ class Visualizer:
         if not enabled:
             return
         os.makedirs(self.folder, exist_ok=True)
-        if getattr(opt, "tf_log", False):
+        if opt.tf_log:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=os.path.join(self.folder, "logs"))
@@ -105,7 +105,7 @@ class Visualizer:
         if self.writer is not None:
             for k, im in images.items():
                 self.writer.add_image(k, im, step, dataformats="HWC")
-        if getattr(self.opt, "no_html", False):
+        if self.opt.no_html:
             return None
         page = html.HTML(self.web_dir, f"Experiment name = {self.opt.name}", refresh=0)
         for k, im in images.items():

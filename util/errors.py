@@ -19,22 +19,3 @@ class OptionError(ValueError):
 
 USER_ERRORS = (InputError, CheckpointError, OptionError)
 
-
-def run_cli(main, argv=None, cleanup=None):
-    """Run ``main(argv)`` as a command-line entry point and return its exit status.
-
-    Errors caused by the user's input or options (``USER_ERRORS``) are printed
-    as one ``error: ...`` line and give status 2; other exceptions propagate
-    with their traceback. ``cleanup`` (optional) always runs afterwards.
-    """
-    import sys
-
-    try:
-        main(argv)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if cleanup is not None:
-            cleanup()
-    return 0

@@ -1,13 +1,19 @@
-"""Tensor-to-image conversion and label colourisation for result pages."""
+"""Tensor-to-image conversion and label colourisation for result pages (no project imports)."""
 import numpy as np
 import torch
 
 
 def tensor2im(image):
-    """``(3, H, W)`` or ``(B, 3, H, W)`` tensor in [-1, 1] -> ``(H, W, 3)`` / ``(B, H, W, 3)`` uint8 array."""
+    """``(C, H, W)`` or ``(B, C, H, W)`` tensor in [-1, 1] -> ``(H, W, 3)`` / ``(B, H, W, 3)`` uint8 array.
+
+    ``C`` is 3 (RGB) or 1 (grey, ``--output_nc 1``), which is repeated into the three channels.
+    """
     arr = image.detach().float().cpu().clamp(-1, 1)
     arr = ((arr + 1.0) * 127.5).round().to(torch.uint8).numpy()
-    return np.moveaxis(arr, -3, -1)
+    arr = np.moveaxis(arr, -3, -1)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr
 
 
 def label_colormap(n):

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
 from models.networks.init import init_weights
-from models.networks.options import add_option, require, semantic_nc
 from models.networks.sync_batchnorm import SyncBatchNorm2d
 from util.errors import OptionError
 
@@ -88,28 +87,24 @@ class MultiscaleDiscriminator(nn.Module):
     @staticmethod
     def modify_commandline_options(parser, is_train):
         """Register the discriminator flags (SPADE names and defaults)."""
-        add_option(parser, "--netD", type=str, default="multiscale", choices=("multiscale",),
-                   help="discriminator architecture")
-        add_option(parser, "--ndf", type=int, default=64, help="# of discriminator filters in the first conv layer")
-        add_option(parser, "--num_D", type=int, default=2, help="number of discriminator scales")
-        add_option(parser, "--n_layers_D", type=int, default=3, help="# layers in each discriminator")
-        add_option(parser, "--norm_D", type=str, default="spectralinstance",
-                   help="discriminator normalisation: [spectral](instance|batch|syncbatch|none)")
+        g = parser.add_argument_group("discriminator")
+        g.add_argument("--ndf", type=int, default=64, help="# of discriminator filters in the first conv layer")
+        g.add_argument("--num_D", type=int, default=2, help="number of discriminator scales")
+        g.add_argument("--n_layers_D", type=int, default=3, help="# layers in each discriminator")
+        g.add_argument("--norm_D", type=str, default="spectralinstance",
+                       help="discriminator normalisation: [spectral](instance|batch|syncbatch|none)")
         return parser
 
     def __init__(self, opt):
         super().__init__()
-        net_d = getattr(opt, "netD", "multiscale")
-        if net_d != "multiscale":
-            raise OptionError(f"--netD {net_d!r}: only 'multiscale' is implemented")
-        num_d = int(require(opt, "num_D"))
+        num_d = int(opt.num_D)
         if num_d < 1:
             raise OptionError(f"--num_D {num_d}: must be at least 1")
-        input_nc = semantic_nc(opt) + 3
+        input_nc = opt.semantic_nc + opt.output_nc
         for i in range(num_d):
             self.add_module(f"discriminator_{i}", NLayerDiscriminator(
-                input_nc, int(require(opt, "ndf")), int(require(opt, "n_layers_D")), require(opt, "norm_D")))
-        init_weights(self, getattr(opt, "init_type", "xavier"), float(getattr(opt, "init_variance", 0.02)))
+                input_nc, int(opt.ndf), int(opt.n_layers_D), opt.norm_D))
+        init_weights(self, opt.init_type, float(opt.init_variance))
 
     @staticmethod
     def downsample(x):

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from models.networks.architecture import StyleResBlock
 from models.networks.ace import STYLE_DIM
 from models.networks.init import INIT_TYPES, init_weights
-from models.networks.options import add_option, require, semantic_nc
 from util.errors import InputError, OptionError
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
@@ -24,36 +23,36 @@ class SuperStyleNetGenerator(nn.Module):
     (nf->nf/2, no style)], conv_img(lrelu 0.2) -> tanh.
 
     Latent grid: ``sw = crop_size / 2**k`` (k = 5, 6, 7 for normal, more, most)
-    and ``sh = round(sw / aspect_ratio)``; the output is (sh·2**k) × crop_size.
+    and ``sh = round(sw / aspect_ratio)`` (:func:`latent_size`, the one place of
+    this rule); the output is (sh·2**k) × crop_size.
 
     forward(segmap, codes): segmap (B, J, H, W) one-hot float, codes (B, J, 512)
-    normalised codes -> image (B, 3, sh·2**k, crop_size).
+    normalised codes -> image (B, output_nc, sh·2**k, crop_size).
     """
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
         """Register the generator flags (SPADE names and defaults)."""
-        add_option(parser, "--ngf", type=int, default=64, help="# of generator filters in the last conv layer")
-        add_option(parser, "--num_upsampling_layers", type=str, default="normal",
-                   choices=tuple(UPSAMPLING_LAYERS),
-                   help="'more' adds an upsampling after G_middle_0; 'most' also adds up_4 (see docs/model.md)")
-        add_option(parser, "--norm_G", type=str, default="spectralspadesyncbatch3x3",
-                   help="generator normalisation: [spectral]spade(syncbatch|batch)3x3; the ACE "
-                        "normalisation is always (sync-capable) batch norm, as in the release")
-        add_option(parser, "--init_type", type=str, default="xavier", choices=INIT_TYPES,
-                   help="network initialisation")
-        add_option(parser, "--init_variance", type=float, default=0.02,
-                   help="gain/std of the initialisation")
+        g = parser.add_argument_group("generator")
+        g.add_argument("--ngf", type=int, default=64, help="# of generator filters in the last conv layer")
+        g.add_argument("--num_upsampling_layers", type=str, default="normal",
+                       choices=tuple(UPSAMPLING_LAYERS),
+                       help="'more' adds an upsampling after G_middle_0; 'most' also adds up_4 (see docs/model.md)")
+        g.add_argument("--norm_G", type=str, default="spectralspadesyncbatch3x3",
+                       help="generator normalisation: [spectral]spade(syncbatch|batch)3x3; the ACE "
+                            "normalisation is always (sync-capable) batch norm, as in the release")
+        g.add_argument("--init_type", type=str, default="xavier", choices=INIT_TYPES,
+                       help="network initialisation")
+        g.add_argument("--init_variance", type=float, default=0.02,
+                       help="gain/std of the initialisation")
         return parser
 
     def __init__(self, opt):
         super().__init__()
-        self.label_nc = semantic_nc(opt)
-        nf = int(require(opt, "ngf"))
-        mode = require(opt, "num_upsampling_layers")
-        if mode not in UPSAMPLING_LAYERS:
-            raise OptionError(f"--num_upsampling_layers {mode!r}: choose from {tuple(UPSAMPLING_LAYERS)}")
-        norm_g = require(opt, "norm_G")
+        self.label_nc = opt.semantic_nc
+        nf = int(opt.ngf)
+        mode = opt.num_upsampling_layers
+        norm_g = opt.norm_G
         match = NORM_G_PATTERN.match(norm_g)
         if match is None:
             raise OptionError(f"--norm_G {norm_g!r}: supported values are [spectral]spadesyncbatch3x3 and "
@@ -74,22 +73,13 @@ class SuperStyleNetGenerator(nn.Module):
         if mode == "most":
             self.up_4 = StyleResBlock(nf, nf // 2, j, use_spectral, use_style=False)
             final_nc = nf // 2
-        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
-        init_weights(self, getattr(opt, "init_type", "xavier"), float(getattr(opt, "init_variance", 0.02)))
+        self.conv_img = nn.Conv2d(final_nc, opt.output_nc, 3, padding=1)
+        init_weights(self, opt.init_type, float(opt.init_variance))
 
     @staticmethod
     def compute_latent_size(opt):
-        """(sh, sw) of the latent grid; raises OptionError when crop_size is not divisible by 2**k."""
-        k = UPSAMPLING_LAYERS[opt.num_upsampling_layers]
-        crop = int(require(opt, "crop_size"))
-        if crop % (2 ** k) != 0:
-            raise OptionError(f"--crop_size {crop} must be divisible by 2**{k} for "
-                              f"--num_upsampling_layers {opt.num_upsampling_layers}")
-        sw = crop // (2 ** k)
-        sh = int(round(sw / float(getattr(opt, "aspect_ratio", 1.0))))
-        if sh < 1:
-            raise OptionError(f"--aspect_ratio {opt.aspect_ratio} leaves no rows in the latent grid")
-        return sh, sw
+        """(sh, sw) of the latent grid of ``opt`` (:func:`latent_size`)."""
+        return latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)
 
     def check_inputs(self, segmap, codes):
         """Raise InputError when the segmap/codes shapes do not fit this generator."""
@@ -116,6 +106,29 @@ class SuperStyleNetGenerator(nn.Module):
             x = self.up_4(_up(x), segmap, codes)
         x = self.conv_img(F.leaky_relu(x, 0.2))
         return x.tanh()
+
+
+def latent_size(crop_size, num_upsampling_layers, aspect_ratio=1.0):
+    """The crop-size rule: ``(sh, sw)`` of the latent grid, ``sw = crop_size / 2**k``, ``sh = round(sw / aspect)``.
+
+    ``k`` is 5, 6 or 7 for ``num_upsampling_layers`` normal, more, most. Raises
+    :class:`OptionError` when ``crop_size`` is not a positive multiple of
+    ``2**k`` or the aspect ratio leaves no rows. Options validation and the
+    generator both call this.
+    """
+    if num_upsampling_layers not in UPSAMPLING_LAYERS:
+        raise OptionError(f"--num_upsampling_layers {num_upsampling_layers!r}: choose from "
+                          f"{tuple(UPSAMPLING_LAYERS)}")
+    k = UPSAMPLING_LAYERS[num_upsampling_layers]
+    crop = int(crop_size)
+    if crop < 2 ** k or crop % (2 ** k):
+        raise OptionError(f"--crop_size {crop}: must be a positive multiple of 2**{k}={2 ** k} for "
+                          f"--num_upsampling_layers {num_upsampling_layers}")
+    sw = crop // (2 ** k)
+    sh = int(round(sw / float(aspect_ratio)))
+    if sh < 1:
+        raise OptionError(f"--aspect_ratio {aspect_ratio} leaves no rows in the latent grid")
+    return sh, sw
 
 
 def _up(x):

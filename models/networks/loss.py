@@ -1,7 +1,7 @@
 """Losses (SPEC §4): GAN (hinge/ls/original/w), feature matching, VGG19 perceptual.
 
-All losses here return *raw* values; the weights (λ_feat, λ_vgg) are applied by
-the trainer through ``SuperStyleNetModel.loss_weights``.
+All losses here return *raw* values; the weights (λ_feat, λ_vgg) are applied in
+one place, ``SuperStyleNetModel.weighted_sum`` (``model.loss_weights``).
 """
 import os
 
@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.networks.options import add_option
 from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
 
@@ -22,14 +21,15 @@ VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 def modify_commandline_options(parser, is_train):
     """Register the loss flags (SPADE names and defaults)."""
-    add_option(parser, "--gan_mode", type=str, default="hinge", choices=GAN_MODES, help="GAN loss")
-    add_option(parser, "--lambda_feat", type=float, default=10.0, help="weight of the feature-matching loss")
-    add_option(parser, "--lambda_vgg", type=float, default=10.0, help="weight of the VGG perceptual loss")
-    add_option(parser, "--no_ganFeat_loss", action="store_true", help="do not use the feature-matching loss")
-    add_option(parser, "--no_vgg_loss", action="store_true", help="do not use the VGG perceptual loss")
-    add_option(parser, "--vgg_path", type=str, default=None,
-               help=f"ImageNet VGG19 weights (torchvision's {VGG19_FILENAME}); default: torch's hub "
-                    "cache <torch.hub.get_dir()>/checkpoints/" + VGG19_FILENAME)
+    g = parser.add_argument_group("losses")
+    g.add_argument("--gan_mode", type=str, default="hinge", choices=GAN_MODES, help="GAN loss")
+    g.add_argument("--lambda_feat", type=float, default=10.0, help="weight of the feature-matching loss")
+    g.add_argument("--lambda_vgg", type=float, default=10.0, help="weight of the VGG perceptual loss")
+    g.add_argument("--no_ganFeat_loss", action="store_true", help="do not use the feature-matching loss")
+    g.add_argument("--no_vgg_loss", action="store_true", help="do not use the VGG perceptual loss")
+    g.add_argument("--vgg_path", type=str, default=None,
+                   help=f"ImageNet VGG19 weights (torchvision's {VGG19_FILENAME}); when left out, torch's "
+                        "hub cache <torch.hub.get_dir()>/checkpoints/" + VGG19_FILENAME)
     return parser
 
 

@@ -1,0 +1,36 @@
+"""What every entry script shares: the ``--help`` layout and the exit status of user errors."""
+import argparse
+import sys
+
+from util.errors import USER_ERRORS
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows every flag with the default in force: ``(default: X)``.
+
+    Required flags have no default and show none; a help text that states its
+    default itself is left as it is. Descriptions keep their line breaks.
+    """
+
+    def _get_help_string(self, action):
+        if action.required or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def run_cli(main, argv=None, cleanup=None):
+    """Run ``main(argv)`` as a command-line entry point and return its exit status.
+
+    Errors caused by the user's input or options (:data:`util.errors.USER_ERRORS`)
+    are printed as one ``error: ...`` line and give status 2; other exceptions
+    propagate with their traceback. ``cleanup`` (optional) always runs afterwards.
+    """
+    try:
+        main(argv)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if cleanup is not None:
+            cleanup()
+    return 0
