@@ -38,7 +38,7 @@ import os
 import sys
 
 from data.image_io import check_aspect_ratio, name_some, read_label, read_rgb, stem
-from datasets.class_names import CLASSES_FILE, parse_class_list, read_class_names
+from datasets.class_names import find_class_names, parse_class_list, read_class_names
 from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
 from options.test_options import TestOptions
 from util.cli import run_cli
@@ -75,17 +75,6 @@ class MixOptions(TestOptions):
         g.add_argument("--mix_dir", default=None, help="output folder (default results/<name>/mix_<epoch>)")
         g.add_argument("--no_progress", action="store_true", help="hide progress bars")
         return parser
-
-
-def find_class_names(label_path):
-    """The first ``classes.txt`` in the folder of ``label_path`` or its two parents, or None."""
-    folder = os.path.dirname(os.path.abspath(label_path))
-    for _ in range(3):
-        candidate = os.path.join(folder, CLASSES_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-        folder = os.path.dirname(folder)
-    return None
 
 
 def parse_alphas(text):

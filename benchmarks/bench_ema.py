@@ -78,7 +78,7 @@ def sync(device):
 def worker(args):
     from data.loader import collate
     from models import create_model
-    from models.networks import load_vgg19
+    from models.networks import VGG19Features, vgg19_conv_stack
     from options import build_options
     from trainers.superstylenet_trainer import SuperStyleNetTrainer
 
@@ -99,7 +99,7 @@ def worker(args):
     device = opt.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model = create_model(opt, vgg=None if args.no_vgg else load_vgg19(random_init=True))
+    model = create_model(opt, vgg=None if args.no_vgg else VGG19Features(vgg19_conv_stack()))
     trainer = SuperStyleNetTrainer(opt, model=model)
     items = make_items(args, args.batch * max(1, args.bn_batches))
     data = collate(items[: args.batch])

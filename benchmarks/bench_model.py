@@ -86,7 +86,7 @@ def make_batch(args):
 
 def worker(args):
     from models import create_model
-    from models.networks import load_vgg19
+    from models.networks import VGG19Features, vgg19_conv_stack
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +95,7 @@ def worker(args):
     use_vgg = args.task == "train"
     opt = build_options(is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop,
                         no_vgg_loss=not use_vgg, gpu_ids="-1")
-    vgg = load_vgg19(random_init=True) if use_vgg else None
+    vgg = VGG19Features(vgg19_conv_stack()) if use_vgg else None
     model = create_model(opt, vgg=vgg)
     if args.variant == "reference":
         to_literal(model.netG)

@@ -81,6 +81,17 @@ def read_class_names(path):
     return tuple(names)
 
 
+def find_class_names(label_path):
+    """The first ``classes.txt`` in the folder of ``label_path`` or its two parents, or None."""
+    folder = os.path.dirname(os.path.abspath(label_path))
+    for _ in range(3):
+        candidate = os.path.join(folder, CLASSES_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+        folder = os.path.dirname(folder)
+    return None
+
+
 def parse_class_list(spec, label_nc, names=None, option="--classes"):
     """Turn ``"13,17"`` or ``"hair,cloth"`` (or a mix) into a sorted list of class indices.
 

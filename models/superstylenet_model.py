@@ -34,7 +34,7 @@ class SuperStyleNetModel(nn.Module):
     Args:
         opt: options namespace (:mod:`options`; ``options.build_options`` outside the CLI).
         vgg: optional prebuilt VGG feature extractor (tests pass
-            ``load_vgg19(random_init=True)``); by default it is loaded from
+            ``VGG19Features(vgg19_conv_stack())``, untrained); by default it is loaded from
             ``--vgg_path`` or torch's cache.
     """
 

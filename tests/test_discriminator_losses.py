@@ -5,7 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from models.networks import GANLoss, MultiscaleDiscriminator, VGGLoss, feature_matching_loss, load_vgg19
+from models.networks import (GANLoss, MultiscaleDiscriminator, VGG19Features, VGGLoss, feature_matching_loss,
+                             load_vgg19, vgg19_conv_stack)
 from options import build_options
 from models.networks.loss import VGG19_FILENAME
 from models.superstylenet_model import SuperStyleNetModel
@@ -106,7 +107,7 @@ def test_feature_matching_matches_formula_and_detaches_real():
 
 def test_vgg_loss_matches_layerwise_formula():
     torch.manual_seed(0)
-    vgg = load_vgg19(random_init=True)
+    vgg = VGG19Features(vgg19_conv_stack())
     assert not any(p.requires_grad for p in vgg.parameters())
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     y = torch.rand(1, 3, 32, 32) * 2 - 1

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models.networks import SuperStyleNetGenerator, load_vgg19
+from models.networks import SuperStyleNetGenerator, VGG19Features, vgg19_conv_stack
 from options import build_options
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import InputError, OptionError
@@ -26,7 +26,7 @@ def make_batch(b, label_nc, h, w, seed=0, dontcare=False):
 def test_model_modes_and_loss_names():
     torch.manual_seed(0)
     opt = build_options(gpu_ids="-1", label_nc=3, ngf=4, crop_size=32, ndf=16)
-    model = SuperStyleNetModel(opt, vgg=load_vgg19(random_init=True))
+    model = SuperStyleNetModel(opt, vgg=VGG19Features(vgg19_conv_stack()))
     data = make_batch(2, 3, 32, 32)
     losses, fake = model(data, "generator")
     assert set(losses) == {"GAN", "GAN_Feat", "VGG"}
@@ -175,7 +175,7 @@ def test_model_follows_its_parameters_dtype():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_model_runs_on_cuda_and_moves_the_batch():
     torch.manual_seed(0)
-    model = SuperStyleNetModel(build_options(gpu_ids="-1", label_nc=3, ngf=2, crop_size=32), vgg=load_vgg19(random_init=True))
+    model = SuperStyleNetModel(build_options(gpu_ids="-1", label_nc=3, ngf=2, crop_size=32), vgg=VGG19Features(vgg19_conv_stack()))
     model.to("cuda")
     losses, fake = model(make_batch(2, 3, 32, 32), "generator")
     assert fake.is_cuda and all(v.is_cuda for v in losses.values())

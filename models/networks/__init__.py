@@ -2,14 +2,15 @@
 
 Public names:
     SuperStyleNetGenerator, MultiscaleDiscriminator, GANLoss, VGGLoss,
-    load_vgg19, feature_matching_loss, SyncBatchNorm2d, modify_commandline_options.
+    load_vgg19, VGG19Features, vgg19_conv_stack, feature_matching_loss, SyncBatchNorm2d,
+    modify_commandline_options.
 
 Each network reads its options namespace as built by :mod:`options`
 (``options.build_options`` outside the command line).
 """
 from models.networks.discriminator import MultiscaleDiscriminator
 from models.networks.generator import SuperStyleNetGenerator
-from models.networks.loss import GANLoss, VGGLoss, feature_matching_loss, load_vgg19
+from models.networks.loss import GANLoss, VGG19Features, VGGLoss, feature_matching_loss, load_vgg19, vgg19_conv_stack
 from models.networks.loss import modify_commandline_options as _loss_options
 from models.networks.sync_batchnorm import SyncBatchNorm2d
 
@@ -24,6 +25,7 @@ def modify_commandline_options(parser, is_train):
 
 
 __all__ = [
-    "SuperStyleNetGenerator", "MultiscaleDiscriminator", "GANLoss", "VGGLoss", "load_vgg19",
+    "SuperStyleNetGenerator", "MultiscaleDiscriminator", "GANLoss", "VGGLoss", "load_vgg19", "VGG19Features",
+    "vgg19_conv_stack",
     "feature_matching_loss", "SyncBatchNorm2d", "modify_commandline_options",
 ]

@@ -124,37 +124,42 @@ class VGG19Features(nn.Module):
         return outs
 
 
-def load_vgg19(path=None, random_init=False):
-    """Build the frozen VGG19 feature extractor.
+def vgg19_conv_stack():
+    """torchvision's VGG19 conv stack (``vgg19().features``), untrained; the classifier is not needed."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return make_layers(cfgs["E"], batch_norm=False)
+
+
+def load_vgg19(path=None):
+    """The frozen VGG19 feature extractor with torchvision's ImageNet weights.
 
     Args:
         path: a torchvision VGG19 state_dict file; ``None`` means torch's hub
             cache (:func:`default_vgg19_path`).
-        random_init: use random weights instead (tests and benchmarks only).
     Raises:
         CheckpointError when the weights are missing or unreadable; the message
-        says how to obtain them and mentions ``--no_vgg_loss``.
+        says how to obtain them and mentions ``--no_vgg_loss``. (Tests and
+        benchmarks, which only need the loss's cost or plumbing, pass
+        ``VGG19Features(vgg19_conv_stack())`` to the model instead.)
     """
-    from torchvision.models.vgg import cfgs, make_layers
-
-    features = make_layers(cfgs["E"], batch_norm=False)  # VGG19's conv stack; the classifier is not needed
-    if not random_init:
-        path = path or default_vgg19_path()
-        if not os.path.isfile(path):
-            raise CheckpointError(
-                f"VGG19 weights not found at {path}. The perceptual loss needs torchvision's ImageNet "
-                f"VGG19 ({VGG19_FILENAME}). On a machine with internet run "
-                "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"`, then "
-                f"copy <torch.hub.get_dir()>/checkpoints/{VGG19_FILENAME} here or pass --vgg_path FILE. "
-                "To train without it, pass --no_vgg_loss.")
-        state = load_torch_file(path, "VGG19 weights file")
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict (got {type(state).__name__})")
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        try:
-            features.load_state_dict(feats, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict ({e})") from e
+    features = vgg19_conv_stack()
+    path = path or default_vgg19_path()
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"VGG19 weights not found at {path}. The perceptual loss needs torchvision's ImageNet "
+            f"VGG19 ({VGG19_FILENAME}). On a machine with internet run "
+            "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"`, then "
+            f"copy <torch.hub.get_dir()>/checkpoints/{VGG19_FILENAME} here or pass --vgg_path FILE. "
+            "To train without it, pass --no_vgg_loss.")
+    state = load_torch_file(path, "VGG19 weights file")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict (got {type(state).__name__})")
+    feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    try:
+        features.load_state_dict(feats, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict ({e})") from e
     return VGG19Features(features)
 
 
