@@ -42,7 +42,7 @@ editor: $(STAMP) $(DEMO_G)
 	$(BIN)/python edit_app.py --demo
 
 screenshot: $(UI_STAMP) $(DEMO_G)
-	$(BIN)/python scripts/editor_screenshot.py --out docs/editor.png
+	$(BIN)/python scripts/editor_screenshot.py --out docs/editor.png --class_index 2 --colour_class 5 --colour "#1040ff" --width 1300 --height 830
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_spse.py

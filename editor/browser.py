@@ -135,6 +135,15 @@ class EditorPage:
         """Click "Apply style" and wait for the render."""
         return self._after_render(lambda: self._by_id("apply-style").click())
 
+    def set_colour(self, hex_colour):
+        """Choose ``hex_colour`` (``"#rrggbb"``) in the colour control, as a person does; waits for the render."""
+        def pick():
+            self.driver.execute_script(
+                "const c = document.getElementById('colour'); c.value = arguments[0];"
+                "c.dispatchEvent(new Event('change'));", hex_colour)
+
+        return self._after_render(pick)
+
     def undo(self):
         """Click "Undo" and wait for the render."""
         return self._after_render(lambda: self._by_id("undo").click())

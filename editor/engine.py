@@ -232,7 +232,10 @@ class EditorEngine:
 
     # ------------------------------------------------------------------ uploads
     def upload_codes(self, image_bytes, image_name, label_bytes, label_name):
-        """SPSE codes ``(label_nc, 512)`` of an uploaded photo and its label map (cached by content).
+        """``(codes, present)`` of an uploaded photo and its label map (cached by content).
+
+        ``codes``: SPSE codes ``(label_nc, 512)``; ``present``: sorted classes
+        that occur in the label map.
 
         Raises :class:`InputError` naming the file for an unreadable image, a
         colour or multi-channel label map, label values out of range, or a
@@ -256,4 +259,4 @@ class EditorEngine:
         check_label_values(label, self.label_nc, label_name, allow_dontcare=self.opt.contain_dontcare_label)
         codes = extract_style_codes(image, label, self.label_nc, size=self.spse_size)
         codes.setflags(write=False)
-        return codes
+        return codes, [int(v) for v in np.unique(label) if v < self.label_nc]

@@ -352,11 +352,16 @@ def action_style(engine, session, body):
     kind, _, ident = source.partition(":")
     if kind == "sample":
         index = engine.check_index(ident)
-        codes, name = engine.sample_codes(index), engine.samples[index].name
+        codes, name, present = engine.sample_codes(index), engine.samples[index].name, engine.present_classes(index)
     elif kind == "upload" and ident in session.uploads:
-        codes, name = session.uploads[ident]["codes"], session.uploads[ident]["name"]
+        upload = session.uploads[ident]
+        codes, name, present = upload["codes"], upload["name"], upload["present"]
     else:
         raise OptionError(f"unknown style source {source!r}; choose a sample or upload a photo")
+    missing = [engine.class_names[j] for j in classes if j not in present]
+    if missing:
+        raise OptionError(f"{name} has no {', '.join(missing)}, so it has no style for "
+                          f"{'it' if len(missing) == 1 else 'them'}; choose another source")
     edit = {"op": "style", "classes": classes, "source": source, "source_name": name, "alpha": alpha,
             "codes": codes}
     with _rollback(session):
@@ -391,9 +396,9 @@ def action_upload(engine, session, body):
     label_name = str(body.get("label_name") or "label map")
     if not body.get("image") or not body.get("label"):
         raise OptionError("choose both a photo and its label map to upload")
-    codes = engine.upload_codes(decode_data_url(body.get("image"), image_name), image_name,
-                                decode_data_url(body.get("label"), label_name), label_name)
-    upload_id = session.add_upload(image_name, codes)
+    codes, present = engine.upload_codes(decode_data_url(body.get("image"), image_name), image_name,
+                                         decode_data_url(body.get("label"), label_name), label_name)
+    upload_id = session.add_upload(image_name, codes, present)
     out = state(engine, session)
     out["upload"] = {"id": upload_id, "name": image_name}
     return out

@@ -82,7 +82,7 @@ class EditSession:
         self.lock = threading.Lock()
         self.sample = None      # index of the sample being edited
         self.edits = []
-        self.uploads = collections.OrderedDict()  # id -> {"name": str, "codes": (label_nc, 512)}
+        self.uploads = collections.OrderedDict()  # id -> {"name", "codes" (label_nc, 512), "present"}
         self.version = 0        # incremented on every render
         self.image_png = None   # PNG bytes of the last render (for download)
 
@@ -117,14 +117,14 @@ class EditSession:
         """Drop all edits."""
         self.edits = []
 
-    def add_upload(self, name, codes, max_uploads=16):
-        """Keep an uploaded style source; returns its id.
+    def add_upload(self, name, codes, present, max_uploads=16):
+        """Keep an uploaded style source (``present``: the classes in its label map); returns its id.
 
         Beyond ``max_uploads`` the oldest is dropped from the list of sources
         (edits made with it keep their own copy of its codes).
         """
         upload_id = secrets.token_hex(4)
-        self.uploads[upload_id] = {"name": name, "codes": codes}
+        self.uploads[upload_id] = {"name": name, "codes": codes, "present": list(present)}
         while len(self.uploads) > max_uploads:
             self.uploads.popitem(last=False)
         return upload_id

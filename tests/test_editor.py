@@ -270,9 +270,10 @@ def test_upload_extracts_codes_and_restyles(app):
     status, st = act(server, sid, "upload", image=data_url(src.image), image_name="photo.png",
                      label=data_url(src.label), label_name="photo_label.png")
     assert status == 200 and st["uploads"] == [st["upload"]] and st["upload"]["name"] == "photo.png"
-    codes = server.engine.upload_codes(base64.b64decode(data_url(src.image).split(",")[1]), "photo.png",
-                                       base64.b64decode(data_url(src.label).split(",")[1]), "photo_label.png")
+    codes, present = server.engine.upload_codes(base64.b64decode(data_url(src.image).split(",")[1]), "photo.png",
+                                                base64.b64decode(data_url(src.label).split(",")[1]), "l.png")
     np.testing.assert_array_equal(codes, extract_style_codes(src.image, src.label, LABEL_NC, size=32))
+    assert present == [0, 1, 2]
     status, st = act(server, sid, "style", classes=["box"], source=f"upload:{st['upload']['id']}", alpha=1)
     assert status == 200 and "photo.png" in st["edits"][0]
     box = tiny.samples[1].label == 1
@@ -307,6 +308,14 @@ def test_bad_uploads_and_requests_give_messages_and_the_server_keeps_running(app
                           (dict(classes=[1], source="sample:99"), "sample 99 does not exist"),
                           (dict(classes=[1], source="upload:nope"), "unknown style source"),
                           (dict(classes=[1], source="sample:1", alpha=2), "must lie in [0, 1]")]:
+        status, err = act(server, sid, "style", **body)
+        assert status == 400 and message in err["error"], err
+    # a source without the class has no style for it
+    no_disc = np.where(tiny.samples[2].label == 2, 0, tiny.samples[2].label).astype(np.uint8)
+    status, st = act(server, sid, "upload", image=data_url(s.image), image_name="nodisc.png",
+                     label=data_url(no_disc), label_name="nodisc_label.png")
+    assert status == 200 and st["uploads"][0]["name"] == "nodisc.png"
+    for body, message in [(dict(classes=[2], source=f"upload:{st['upload']['id']}"), "nodisc.png has no disc")]:
         status, err = act(server, sid, "style", **body)
         assert status == 400 and message in err["error"], err
     assert call(server, f"/api/sessions/{sid}/style", raw=b"{not json")[0] == 400
