@@ -1,4 +1,4 @@
-"""Shared pytest configuration: the repository root is importable; one thread per process.
+"""Shared pytest configuration: the repository root is importable; one thread per process; shared fixtures.
 
 Thread count, set once for the whole session, here: the tests use tiny
 tensors, where intra-op threads only add synchronisation, and on a busy
@@ -12,6 +12,8 @@ subprocess). ``SUPERSTYLENET_TEST_THREADS=N`` overrides the count.
 """
 import os
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -30,3 +32,15 @@ torch.set_num_threads(TEST_THREADS)
 def pytest_report_header(config):
     """Say in the header how many threads the session uses."""
     return f"threads per process: {torch.get_num_threads()} (tests/conftest.py; SUPERSTYLENET_TEST_THREADS)"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """The tiny trained generator, its dataset and checkpoint (tests/_tiny_model.py), built once per run.
+
+    Shared by the style-mixing and editor tests, which only read it (a test that
+    adds a file to its checkpoint folder removes it again).
+    """
+    from tests._tiny_model import build_tiny_trained
+
+    return build_tiny_trained(tmp_path_factory.mktemp("tiny"))

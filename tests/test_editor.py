@@ -16,7 +16,7 @@ from data.spse import extract_style_codes
 from editor.renderer import LayoutRenderer
 from editor.session import apply_edits, class_mean_colours
 from models.networks import SuperStyleNetGenerator, default_opt
-from tests._tiny_model import LABEL_NC, build_tiny_trained, running_editor
+from tests._tiny_model import LABEL_NC, running_editor
 from util.errors import OptionError
 from util.style_mixing import StyleMixer, replace_class_codes
 
@@ -124,9 +124,9 @@ def test_layout_renderer_refuses_batches_and_training_mode():
 
 # ------------------------------------------------------------------------------- server fixture
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The tiny trained model served by the editor on a free port, in a thread."""
-    tiny = build_tiny_trained(tmp_path_factory.mktemp("editor"))
+def app(tiny_trained):
+    """The tiny trained model (tests/_tiny_model.py) served by the editor on a free port, in a thread."""
+    tiny = tiny_trained
     with running_editor(tiny, "--spse_size", "32", "--max_upload_mb", "1") as server:
         yield tiny, server
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from editor.browser import INSTALL_HINT, EditorPage, find_browser, start_chromium
-from tests._tiny_model import build_tiny_trained, running_editor
+from tests._tiny_model import running_editor
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -34,12 +34,11 @@ def driver():
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, driver):
+def app(tiny_trained, driver):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: thread handoffs cost more than they give
-    tiny = build_tiny_trained(tmp_path_factory.mktemp("editor_browser"))
-    with running_editor(tiny, "--spse_size", "32") as server:
-        yield tiny, server
+    with running_editor(tiny_trained, "--spse_size", "32") as server:
+        yield tiny_trained, server
     torch.set_num_threads(threads)
 
 

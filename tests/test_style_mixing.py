@@ -7,16 +7,15 @@ import torch
 
 import mix_styles
 from data.image_io import read_rgb
-from tests._tiny_model import build_tiny_trained
 from util.errors import CheckpointError, InputError, OptionError
 from util.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
                                replace_class_codes, shift_class_colour)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_trained):
     """A tiny generator (ngf 4, crop 32) trained briefly with an L1 reconstruction loss (tests/_tiny_model.py)."""
-    return build_tiny_trained(tmp_path_factory.mktemp("mixing"))
+    return tiny_trained
 
 
 # ------------------------------------------------------------------------------- code operations
