@@ -38,8 +38,8 @@ class EditorOptions(TestOptions):
         g.add_argument("--demo", action="store_true",
                        help="edit with the model and data of `make demo` (checkpoints/demo, datasets/demo)")
         g.add_argument("--data", default=None,
-                       help="folder holding images/, labels/ and codes/ (sets --image_dir, --label_dir, "
-                            "--instance_dir unless given)")
+                       help="folder holding labels/, codes/ and (optional, for thumbnails) images/; sets "
+                            "--label_dir, --instance_dir, --image_dir unless given")
         g.add_argument("--class_names", default=None,
                        help="classes.txt naming the classes (default: the first one found next to the labels)")
         g.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -65,8 +65,8 @@ class EditorOptions(TestOptions):
         opt = super().parse(argv, save=save)
         if opt.data:
             for flag, sub in (("label_dir", "labels"), ("image_dir", "images"), ("instance_dir", "codes")):
-                if not getattr(opt, flag):
-                    setattr(opt, flag, os.path.join(opt.data, sub))
+                if not getattr(opt, flag) and (flag != "image_dir" or os.path.isdir(os.path.join(opt.data, sub))):
+                    setattr(opt, flag, os.path.join(opt.data, sub))  # photographs are optional (thumbnails)
         return opt
 
     def validate(self, opt):

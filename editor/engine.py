@@ -16,6 +16,9 @@ the renderer's caches. Everything else may run concurrently.
 import collections
 import hashlib
 import io
+import os
+import re
+import tempfile
 import threading
 import types
 
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.image_io import check_label_values, read_label, read_rgb, stem
+from data.image_io import check_aspect_ratio, check_label_values, read_label, read_rgb, stem
 from util.errors import InputError, OptionError
 from util.style_mixing import StyleMixer, normalise_codes
 from util.util import label_colormap, tensor2im, tensor2label
@@ -40,17 +43,25 @@ def encode_png(image):
     return buf.getvalue()
 
 
-class _Upload(io.BytesIO):
-    """Uploaded bytes that the image readers accept like a file and that messages name by file name."""
+def read_upload(data, name, reader):
+    """``reader(path)`` (``read_rgb`` / ``read_label``) on uploaded bytes, with messages naming ``name``.
 
-    def __init__(self, data, name):
-        super().__init__(data)
-        self.name = name
-
-    def __str__(self):
-        return self.name
-
-    __repr__ = __str__
+    The bytes go to a temporary file with the upload's (sanitised) file name,
+    so the project's readers apply their rules unchanged (a lossy label map is
+    recognised by its name as well as by its content); the file is removed
+    afterwards.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(str(name))) or "upload"
+    with tempfile.TemporaryDirectory(prefix="ssn_upload_") as folder:
+        path = os.path.join(folder, safe)
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return reader(path)
+        except InputError as e:
+            raise InputError(str(e).replace(path, str(name))) from e
+        except Image.DecompressionBombError as e:
+            raise InputError(f"{name}: image too large to decode ({e})") from e
 
 
 class _LRU:
@@ -92,7 +103,7 @@ class EditorEngine:
         model: a ``SuperStyleNetModel`` with loaded generator weights (put in eval mode).
         opt: its options (``label_nc``, ``semantic_nc``, ``contain_dontcare_label``,
             ``seed``, ``name`` and the test-time preprocessing flags).
-        samples: list of ``(name, label_path, image_path, code_path)``.
+        samples: list of ``(name, label_path, image_path or None, code_path)``.
         class_names: names of the label classes (index = label value) or None.
         spse_size: SPSE working resolution for uploads (512 as in the method).
         max_layouts: label layouts whose generator constants stay cached.
@@ -131,7 +142,7 @@ class EditorEngine:
         from mix_styles import build_model, find_class_names
 
         dataset = CustomDataset(opt)
-        samples = [(stem(ip), lp, ip, cp)
+        samples = [(stem(ip or lp), lp, ip, cp)  # without --image_dir (testing) there are no photographs
                    for lp, ip, cp in zip(dataset.label_paths, dataset.image_paths, dataset.code_paths)]
         names_path = getattr(opt, "class_names", None) or find_class_names(dataset.label_paths[0])
         names = read_class_names(names_path) if names_path else None
@@ -189,11 +200,13 @@ class EditorEngine:
         return value if value < self.label_nc else None
 
     def thumbnail_png(self, index):
-        """PNG bytes of the sample's photo, at most ``THUMB_SIZE`` pixels on each side."""
+        """PNG bytes of the sample's photo (its colourised label map without one), at most ``THUMB_SIZE`` pixels."""
         index = self.check_index(index)
 
         def make():
-            im = Image.fromarray(read_rgb(self.samples[index].image_path))
+            path = self.samples[index].image_path
+            picture = read_rgb(path) if path else tensor2label(self.sample_label(index), self.opt.semantic_nc)
+            im = Image.fromarray(picture)
             im.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BICUBIC)
             return encode_png(im)
 
@@ -221,7 +234,7 @@ class EditorEngine:
         codes = normalise_codes(raw_codes, self.opt.semantic_nc)[None]
         with self._render_lock:
             segmap = self._segmaps.get(index, lambda: self._segmap(index, codes))
-            out = self.renderer.render(("sample", index), segmap, codes.to(segmap.device))
+            out = self.renderer.render(("sample", index), segmap, codes.to(segmap.device, segmap.dtype))
         return tensor2im(out[0])
 
     def _segmap(self, index, codes):
@@ -238,8 +251,9 @@ class EditorEngine:
         that occur in the label map.
 
         Raises :class:`InputError` naming the file for an unreadable image, a
-        colour or multi-channel label map, label values out of range, or a
-        photo and label map of different sizes.
+        colour, multi-channel or lossy (JPEG) label map, label values out of
+        range, or a photo and label map of different aspect ratios (the
+        project's rules, ``data/image_io.py``; sizes may differ).
         """
         key = hashlib.sha256(b"%d:" % len(image_bytes) + image_bytes + label_bytes).hexdigest()
         return self._uploads.get((key, self.spse_size),
@@ -248,14 +262,9 @@ class EditorEngine:
     def _extract(self, image_bytes, image_name, label_bytes, label_name):
         from data.spse import extract_style_codes
 
-        try:
-            image = read_rgb(_Upload(image_bytes, image_name))
-            label = read_label(_Upload(label_bytes, label_name))
-        except Image.DecompressionBombError as e:
-            raise InputError(f"upload too large to decode ({e})") from e
-        if image.shape[:2] != label.shape:
-            raise InputError(f"{image_name} is {image.shape[1]}x{image.shape[0]} pixels but its label map "
-                             f"{label_name} is {label.shape[1]}x{label.shape[0]}; they must have the same size")
+        image = read_upload(image_bytes, image_name, read_rgb)
+        label = read_upload(label_bytes, label_name, read_label)
+        check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_name, label_name)
         check_label_values(label, self.label_nc, label_name, allow_dontcare=self.opt.contain_dontcare_label)
         codes = extract_style_codes(image, label, self.label_nc, size=self.spse_size)
         codes.setflags(write=False)

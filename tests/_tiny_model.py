@@ -85,6 +85,8 @@ def build_tiny_trained(root, name="tiny"):
         loss.backward()
         optimiser.step()
     model.eval()
+    with torch.no_grad():  # spectral norm's weights recomputed without autograd history: the model can be deep-copied
+        model.netG(segmap[:1], codes[:1])
     save_network(model.netG, network_path(os.path.join(ckpt, name), "latest", "G"))
     return types.SimpleNamespace(root=root, ds=ds, ckpt=ckpt, name=name, opt=opt, model=model, samples=samples)
 

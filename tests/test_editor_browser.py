@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from editor.browser import INSTALL_HINT, EditorPage, find_browser, start_chromium
 from tests._tiny_model import running_editor
@@ -35,11 +34,8 @@ def driver():
 
 @pytest.fixture(scope="module")
 def app(tiny_trained, driver):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: thread handoffs cost more than they give
     with running_editor(tiny_trained, "--spse_size", "32") as server:
         yield tiny_trained, server
-    torch.set_num_threads(threads)
 
 
 def disc_pixel(label, j):

@@ -1,5 +1,6 @@
 """Style mixing: per-class code operations, locality on a trained tiny model, the mix_styles CLI."""
 import json
+import os
 
 import numpy as np
 import pytest
