@@ -1,4 +1,4 @@
-"""Shared pytest configuration: the repository root is importable; one thread per process.
+"""Shared pytest configuration: the repository root is importable; one thread per process; shared fixtures.
 
 Thread count, set once for the whole session, here: the tests use tiny
 tensors, where intra-op threads only add synchronisation, and on a busy
@@ -12,6 +12,8 @@ subprocess). ``SUPERSTYLENET_TEST_THREADS=N`` overrides the count.
 """
 import os
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -32,7 +34,16 @@ def pytest_report_header(config):
     return f"threads per process: {torch.get_num_threads()} (tests/conftest.py; SUPERSTYLENET_TEST_THREADS)"
 
 
-import pytest  # noqa: E402
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """The tiny trained generator, its dataset and checkpoint (tests/_tiny_model.py), built once per run.
+
+    Shared by the style-mixing and editor tests, which only read it (a test that
+    adds a file to its checkpoint folder removes it again).
+    """
+    from tests._tiny_model import build_tiny_trained
+
+    return build_tiny_trained(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ ALLOWED = {
     "trainers": {"models", "data", "evaluation", "util"},
     "options": {"models", "data", "trainers", "util"},
     "datasets": {"data", "spse", "util"},
+    "editor": {"editing", "models", "spse", "datasets", "data", "util"},
 }
 # modules that must never load torch (SPSE and its worker processes, the file formats)
 TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "util.errors",

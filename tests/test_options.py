@@ -216,11 +216,13 @@ def _entry_scripts(tmp_path):
     ck = ["--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"]
     mix_req = ck + ["--source_labels", "a.png", "--source_codes", "a.npy", "--classes", "1"]
     test_script, mix_script = _load_script("test.py"), _load_script("mix_styles.py")
-    train_script = _load_script("train.py")
+    train_script, edit_script = _load_script("train.py"), _load_script("edit_app.py")
     out = [("train.py", train_script.main, ck, _options_parser(TrainOptions, ck), TrainOptions),
            ("test.py", test_script.main, ck, _options_parser(TestOptions, ck), TestOptions),
            ("mix_styles.py", mix_script.main, mix_req, _options_parser(mix_script.MixOptions, mix_req),
-            mix_script.MixOptions)]
+            mix_script.MixOptions),
+           ("edit_app.py", edit_script.main, ck, _options_parser(edit_script.EditorOptions, ck),
+            edit_script.EditorOptions)]
     plain = {"save_style_vector.py": ["--image_dir", "i", "--label_dir", "l", "--save_dir", "s", "--label_nc", "3"],
              "evaluate.py": ["--results_dir", "r", "--gt_dir", "g"],
              "datasets/prepare_celebamask_hq.py": ["--root", "r", "--out_dir", "o"],
@@ -231,6 +233,8 @@ def _entry_scripts(tmp_path):
         module = _load_script(script)
         main = module.main if script != "scripts/demo.py" else module.parse_args
         out.append((script, main, req, module.build_parser, None))
+    shot = _load_script("scripts/editor_screenshot.py")
+    out.append(("scripts/editor_screenshot.py", shot.main, [], shot.build_parser, None))
     return out
 
 

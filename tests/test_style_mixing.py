@@ -1,90 +1,22 @@
 """Style mixing: per-class code operations, locality on a trained tiny model, the mix_styles CLI."""
 import json
 import os
-import types
 
 import numpy as np
 import pytest
 import torch
 
 import mix_styles
-from data.codes import save_codes
-from tests._synthetic import mean_colour_codes
 from data.image_io import read_rgb
-from datasets.class_names import write_class_names
-from util.errors import CheckpointError, InputError, OptionError
-from util.io import save_image_atomic
 from editing.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
-                               replace_class_codes, shift_class_colour)
-
-SIZE, LABEL_NC, N_SAMPLES = 32, 3, 16
-CLASS_NAMES = ("background", "box", "disc")
-
-
-def _sample(rng):
-    """A 32x32 scene: background, a box, a disc; every class gets a random flat colour."""
-    label = np.zeros((SIZE, SIZE), np.uint8)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    y0, x0 = rng.integers(2, 14, 2)
-    label[y0:y0 + rng.integers(8, 16), x0:x0 + rng.integers(8, 16)] = 1
-    cy, cx = rng.integers(8, 24, 2)
-    r = rng.integers(4, 8)
-    label[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 2
-    palette = rng.integers(0, 256, (LABEL_NC, 3))
-    return palette[label].astype(np.uint8), label
+                                  replace_class_codes, shift_class_colour)
+from util.errors import CheckpointError, InputError, OptionError
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny generator (ngf 4, crop 32) trained briefly with an L1 reconstruction loss.
-
-    The class colours differ per image, so the generator must read them from
-    the style codes (mean-colour stand-in codes). 25 Adam steps (batch 4) are
-    enough for the codes to drive the colours (untrained, they change almost
-    nothing: the style path starts near zero); single-threaded, a few seconds.
-    """
-    from models.superstylenet_model import SuperStyleNetModel
-    from options.test_options import TestOptions
-    from models.checkpoints import network_path, save_network
-
-    root = tmp_path_factory.mktemp("mixing")
-    rng = np.random.default_rng(0)
-    ds = root / "ds"
-    samples = []
-    for i in range(N_SAMPLES):
-        image, label = _sample(rng)
-        codes = mean_colour_codes(image, label, LABEL_NC)
-        paths = {f"{k}_path": str(ds / folder / f"s{i}.{ext}") for k, folder, ext in
-                 (("image", "images", "png"), ("label", "labels", "png"), ("code", "codes", "npy"))}
-        save_image_atomic(paths["image_path"], image)
-        save_image_atomic(paths["label_path"], label)
-        save_codes(paths["code_path"], codes)
-        samples.append(types.SimpleNamespace(image=image, label=label, codes=codes, **paths))
-    write_class_names(str(ds), CLASS_NAMES)
-
-    ckpt = str(root / "checkpoints")
-    options = TestOptions()
-    opt = options.parse(["--name", "tiny", "--checkpoints_dir", ckpt, "--label_nc", str(LABEL_NC),
-                         "--crop_size", str(SIZE), "--ngf", "4", "--gpu_ids", "-1",
-                         "--display_winsize", str(SIZE)], save=False)
-    options.save_options(opt)  # opt.json: the CLI reloads the architecture from it
-    torch.manual_seed(0)
-    model = SuperStyleNetModel(opt)
-    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in samples])
-    labels = torch.stack([torch.from_numpy(s.label.astype(np.int64))[None] for s in samples])
-    codes = torch.stack([normalise_codes(s.codes, LABEL_NC) for s in samples])
-    optimiser = torch.optim.Adam(model.netG.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    model.train()
-    for _ in range(25):
-        idx = torch.from_numpy(rng.choice(N_SAMPLES, 4, replace=False))
-        segmap = torch.zeros(4, LABEL_NC, SIZE, SIZE).scatter_(1, labels[idx], 1.0)
-        loss = (model.netG(segmap, codes[idx]) - images[idx]).abs().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
-    save_network(model.netG, network_path(os.path.join(ckpt, "tiny"), "latest", "G"))
-    return types.SimpleNamespace(root=root, ds=ds, ckpt=ckpt, opt=opt, model=model, samples=samples)
+def trained(tiny_trained):
+    """A tiny generator (ngf 4, crop 32) trained briefly with an L1 reconstruction loss (tests/_tiny_model.py)."""
+    return tiny_trained
 
 
 # ------------------------------------------------------------------------------- code operations
