@@ -93,8 +93,9 @@ def worker(args):
     torch.manual_seed(0)
     is_train = args.task in ("train", "train_novgg")
     use_vgg = args.task == "train"
-    opt = build_options(is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop,
-                        no_vgg_loss=not use_vgg, gpu_ids="-1")
+    losses = {"no_vgg_loss": not use_vgg} if is_train else {}  # the loss flags exist in training only
+    opt = build_options(is_train, label_nc=args.label_nc, ngf=args.ngf, crop_size=args.crop, gpu_ids="-1",
+                        **losses)
     vgg = VGG19Features(vgg19_conv_stack()) if use_vgg else None
     model = create_model(opt, vgg=vgg)
     if args.variant == "reference":
