@@ -671,8 +671,10 @@ def masked_slic_pixels(pix, ys, xs, shape, n_segments=128, compactness=10.0, max
     if pix.dtype != np.float32 or pix.ndim != 2 or pix.shape[1] != 3:
         raise ValueError(f"need (N, 3) float32 pixels, got {pix.dtype} {pix.shape}")
     n = ys.shape[0]
-    if n == 0 or pix.shape[0] != n or xs.shape[0] != n:
-        raise ValueError("need at least one pixel and as many coordinates as pixels")
+    if n == 0:
+        raise ValueError("the mask has no pixel")
+    if pix.shape[0] != n or xs.shape[0] != n:
+        raise ValueError(f"{pix.shape[0]} pixels but {n} row and {xs.shape[0]} column coordinates")
     height, width = (int(v) for v in shape)
     feat = _features(pix.copy(), compactness)
     centroids, step = _seeds(ys, xs, int(n_segments))
