@@ -221,29 +221,35 @@ def _kmeans(obs_y, obs_x, code_y, code_x, n_iter, block):
     best = np.empty(n)
     label = np.empty(n, np.int64)
     near = np.empty(k)
-    cand = np.empty(k, np.int64)
+    far = np.empty(k)
+    cand = np.empty(k + 1, np.int64)
     sum_y = np.empty(k)
     sum_x = np.empty(k)
     members = np.empty(k, np.int64)
     for _ in range(n_iter):
         for q in range(nb):
             b = blocks[q]
-            bound = np.inf
-            for j in range(k):
+            y_lo = bymin[q]
+            y_hi = bymax[q]
+            x_lo = bxmin[q]
+            x_hi = bxmax[q]
+            for j in range(k):  # nearest and farthest squared distance of each code to the block
                 cy = code_y[j]
                 cx = code_x[j]
-                dy = max(bymin[q] - cy, 0.0, cy - bymax[q])
-                dx = max(bxmin[q] - cx, 0.0, cx - bxmax[q])
+                dy = max(max(y_lo - cy, cy - y_hi), 0.0)
+                dx = max(max(x_lo - cx, cx - x_hi), 0.0)
                 near[j] = dy * dy + dx * dx
-                fy = max(cy - bymin[q], bymax[q] - cy)
-                fx = max(cx - bxmin[q], bxmax[q] - cx)
-                bound = min(bound, fy * fy + fx * fx)
+                fy = max(cy - y_lo, y_hi - cy)
+                fx = max(cx - x_lo, x_hi - cx)
+                far[j] = fy * fy + fx * fx
+            bound = far[0]
+            for j in range(1, k):
+                bound = min(bound, far[j])
             limit = bound * (1.0 + 1e-6) + 1e-6
             nc = 0
-            for j in range(k):
-                if near[j] <= limit:
-                    cand[nc] = j
-                    nc += 1
+            for j in range(k):  # branch-free compaction, ascending index
+                cand[nc] = j
+                nc += near[j] <= limit
             first = np.uint64(start[b])
             for t in range(start[b + 1] - start[b]):
                 best[first + np.uint64(t)] = np.inf
@@ -304,112 +310,56 @@ def _nearest_centre_guess(c_x0, c_len, c_start, row_ptr, seg, n):
     return guess
 
 
-@jit(inline="always")
-def _visit(dist, labels, feat_l, feat_a, feat_b, i0, n, a, dy, cx, sl, sa, sb, weight, label, ignore_color):
-    """Offer segment ``label`` to the ``n <= CHUNK`` compact pixels ``i0 ..`` at columns ``a ..`` of one row.
-
-    ``dy`` is the squared row offset ``(cy - y)**2`` (float32). A pixel takes
-    the segment when its distance is smaller, or equal and the segment index
-    lower, than the pixel's current one (and below +inf). Always works on
-    ``CHUNK`` lanes (the arrays are padded) so that LLVM turns the loop into
-    whole vector operations; lanes ``>= n`` write back the value they read.
-    Returns the number of pixels that took the segment.
-    """
-    inf = np.float32(np.inf)
-    # Unsigned indices (no negative-index fix-up) and a float32 column counter (a + t is exact
-    # in float32: all values are below 2**24).
-    base = np.uint64(i0)
-    fa32 = np.float32(a)
-    improved = 0
-    if ignore_color:
-        for t in range(16):
-            i = base + np.uint64(t)
-            dx = cx - (fa32 + np.float32(t))
-            d = (dy + dx * dx) * weight
-            old = dist[i]
-            lab = labels[i]
-            better = (t < n) & ((d < old) | ((d == old) & (label < lab) & (d < inf)))
-            dist[i] = d if better else old
-            labels[i] = label if better else lab
-            improved += better
-    else:
-        for t in range(16):
-            i = base + np.uint64(t)
-            dx = cx - (fa32 + np.float32(t))
-            d = (dy + dx * dx) * weight
-            u = feat_l[i] - sl
-            col = u * u
-            u = feat_a[i] - sa
-            col += u * u
-            u = feat_b[i] - sb
-            col += u * u
-            d += col
-            old = dist[i]
-            lab = labels[i]
-            better = (t < n) & ((d < old) | ((d == old) & (label < lab) & (d < inf)))
-            dist[i] = d if better else old
-            labels[i] = label if better else lab
-            improved += better
-    return improved
-
-
-@jit(inline="always")
-def _row_max(cmax_bits, start, stop):
-    """Largest of ``cmax_bits[start:stop]`` (int32 bits of non-negative float32)."""
-    m = np.int32(0)
-    for c in range(start, stop):
-        v = cmax_bits[c]
-        m = v if v > m else m
-    return m
-
-
-@jit(inline="always")
-def _chunk_max(bits, start, length):
-    """Largest of ``dist[start:start + length]`` as int32 bits (``length <= CHUNK``, the array is padded).
-
-    Distances are >= 0 or +inf, whose float32 bit patterns order like int32.
-    """
-    m = np.int32(0)
-    base = np.uint64(start)
-    for t in range(16):
-        v = bits[base + np.uint64(t)]
-        v = v if t < length else np.int32(0)
-        m = v if v > m else m
-    return m
-
-
 @jit
 def _slic_pass(ys, xs, feat_l, feat_a, feat_b, row_ptr, c_x0, c_len, c_start, height, width,
                seg, step_y, step_x, weight, ignore_color, max_num_iter, guess, labels, dist):
     """One call of scikit-image's ``_slic_cython`` (2-D, mask given, not SLIC-zero), float32.
 
-    ``seg``: ``(K, 5)`` float32 centres ``[y, x, L, a, b]`` (updated in place,
-    as scikit-image updates its ``segments``); ``guess``: ``(N,)`` int32
-    starting labels for the first iteration (any labels: they only speed up
-    the search); ``labels``: ``(N,)`` int32 output (0 = unassigned, else
-    segment + 1); ``dist``: ``(N,)`` float32 scratch.
+    ``ys``, ``xs``: ``(N,)`` coordinates of the masked pixels (raster order);
+    ``feat_*``: their Lab / compactness values, padded to ``N + CHUNK``;
+    ``row_ptr, c_x0, c_len, c_start``: their chunks (:func:`_chunks`);
+    ``seg``: ``(K, 5)`` float32 centres ``[y, x, L, a, b]``, updated in place
+    as scikit-image updates its ``segments``; ``guess``: starting labels for
+    the first iteration (any labels: they only speed up the search);
+    ``labels``: ``(N + CHUNK,)`` int32 output (0 = unassigned, else segment +
+    1); ``dist``: ``(N + CHUNK,)`` float32 scratch.
 
     scikit-image visits, per iteration, every (segment, pixel) pair of each
     segment's window in segment order and keeps a strictly smaller distance,
     so a pixel ends with the smallest distance over the segments whose window
     holds it, the lowest segment index on ties, and keeps its previous label
-    when no such distance is below +inf. The same minimum is found here in
-    a different order, comparing ``(distance, index)`` pairs, which needs
+    when no such distance is below +inf. The same minimum is found here in a
+    different order, comparing ``(distance, index)`` pairs, which needs
     neither the order nor all pairs:
 
-    * every pixel starts from its label of the previous iteration (``guess``
-      in the first one) when that segment's window holds the pixel;
-    * a segment skips a chunk when the smallest spatial term over the
+    * every chunk starts from the label its middle pixel had in the previous
+      iteration (``guess`` in the first), for its pixels in that segment's
+      window;
+    * a segment skips a row when its squared row offset alone, widened by
+      1e-5 relative (the float32 rounding of the spatial term is below 4e-7
+      relative), exceeds the row's largest current distance over the spatial
+      weight; in the other rows it skips the columns beyond the same bound
+      (plus one column), and a chunk when the smallest spatial term over the
       chunk's columns in its window, computed with the same float32
-      operations, already exceeds the largest current distance in the chunk
-      (the colour term is >= 0 and float32 rounding is monotone, so no pixel
-      of the chunk could reach or tie its current distance).
+      operations, exceeds the chunk's largest current distance (the colour
+      term is >= 0 and float32 rounding is monotone, so no pixel of a
+      skipped chunk could reach or tie its current distance).
+
+    Distances are written with the same float32 operations in the same
+    order as scikit-image; the colour-blind pass uses a colour term of
+    ``0 + 0 + 0`` (features and centre colours taken as 0), and ``d + 0.0 ==
+    d``. The vector loops always work on ``CHUNK`` lanes (the arrays are
+    padded) so that LLVM emits whole vector operations; lanes outside the
+    chunk's window write back the values they read. Everything is written in
+    this one function: calls to other compiled functions with array
+    arguments cost atomic reference counting.
     """
     n = ys.shape[0]
     k_total = seg.shape[0]
     n_rows = row_ptr.shape[0] - 1
     n_chunks = c_x0.shape[0]
     inf = np.float32(np.inf)  # scikit-image stores DBL_MAX in float32: +inf
+    zero = np.float32(0.0)
     two_sy = np.float32(2 * step_y)
     two_sx = np.float32(2 * step_x)
     one = np.float32(1.0)
@@ -417,14 +367,23 @@ def _slic_pass(ys, xs, feat_l, feat_a, feat_b, row_ptr, c_x0, c_len, c_start, he
     wy1 = np.empty(k_total, np.int64)
     wx0 = np.empty(k_total, np.int64)
     wx1 = np.empty(k_total, np.int64)
+    # The colour term of the distance: zero features in the colour-blind pass.
+    if ignore_color:
+        dl = np.zeros_like(feat_l)
+        da = dl
+        db = dl
+    else:
+        dl = feat_l
+        da = feat_a
+        db = feat_b
     bits = dist.view(np.int32)
     # Upper bounds of the current distances per chunk and per row, kept as int32 bits
-    # (non-negative float32 order like int32) and read through float32 views.
+    # (non-negative float32 values order like int32) and read through float32 views.
     cmax_bits = np.empty(n_chunks, np.int32)
     cmax = cmax_bits.view(np.float32)
     rmax_bits = np.empty(n_rows, np.int32)
     rmax = rmax_bits.view(np.float32)
-    prune_rows = weight < inf  # (the row test needs a finite spatial weight)
+    prune_rows = weight < inf  # the row test needs a finite spatial weight
     to_window = float(1.0 + 1e-5) / float(weight)
     rows = np.empty(n_rows, np.int64)
     row_dy = np.empty(n_rows, np.float32)
@@ -450,87 +409,131 @@ def _slic_pass(ys, xs, feat_l, feat_a, feat_b, row_ptr, c_x0, c_len, c_start, he
             wx0[k] = int(lo) if lo > 0 else 0
             hi = (cx + two_sx) + one
             wx1[k] = int(hi) if hi < width else width
-        # Start every chunk from one candidate segment: the label of its middle pixel in the
-        # previous iteration (``guess`` in the first), for the pixels in that segment's window.
-        dist[:] = inf
-        for y in range(n_rows):
-            for c in range(row_ptr[y], row_ptr[y + 1]):
-                g = guess[c_start[c] + c_len[c] // 2] if it == 0 else labels[c_start[c] + c_len[c] // 2]
-                k = g - 1
-                if g > 0 and wy0[k] <= y < wy1[k]:
-                    a = max(c_x0[c], wx0[k])
-                    b = min(c_x0[c] + c_len[c], wx1[k])
-                    if a < b:
-                        dy = seg[k, 0] - np.float32(y)
-                        _visit(dist, labels, feat_l, feat_a, feat_b, c_start[c] + (a - c_x0[c]), b - a, a, dy * dy,
-                               seg[k, 1], seg[k, 2], seg[k, 3], seg[k, 4], weight, np.int32(g), ignore_color)
-                cmax_bits[c] = _chunk_max(bits, c_start[c], c_len[c])
-            rmax_bits[y] = _row_max(cmax_bits, row_ptr[y], row_ptr[y + 1])
-        # Every segment against the chunks of its window.
-        for k in range(k_total):
             if wy0[k] >= wy1[k] or wx0[k] >= wx1[k]:
-                continue
-            cy = seg[k, 0]
-            cx = seg[k, 1]
-            sl = seg[k, 2]
-            sa = seg[k, 3]
-            sb = seg[k, 4]
-            label = np.int32(k + 1)
-            x_min = wx0[k]
-            x_max = wx1[k]
-            x_near = int(cx)  # cx >= 0: the columns nearest cx are x_near and x_near + 1
-            # Rows whose squared offset alone can still be <= the row's largest distance:
-            # dy**2 <= rmax / weight, widened by 1e-5 relative (the float32 rounding of the
-            # spatial term is below 4e-7 relative). Branch-free compaction.
-            n_sel = 0
-            for y in range(wy0[k], wy1[k]):
-                dy = cy - np.float32(y)
-                dy = dy * dy
-                rows[n_sel] = y
-                row_dy[n_sel] = dy
-                n_sel += (float(dy) <= float(rmax[y]) * to_window) | (not prune_rows)
-            for q in range(n_sel):
-                y = rows[q]
-                dy = row_dy[q]
-                x_lo = x_min
-                x_hi = x_max
-                bound = float(rmax[y]) * to_window
-                if prune_rows and bound < np.inf:
-                    # Columns with (cx - x)**2 <= bound - dy**2, plus one column each side.
-                    r = np.sqrt(bound - float(dy))
-                    x_lo = max(x_lo, int(np.floor(float(cx) - r)) - 1)
-                    x_hi = min(x_hi, int(np.floor(float(cx) + r)) + 2)
-                    if x_lo >= x_hi:
+                wy0[k] = 0
+                wy1[k] = 0
+
+        # Pairs (chunk, segment) are visited in two sweeps: sweep 0 offers every chunk the segment
+        # its middle pixel had before; sweep 1 offers every segment the chunks of its window.
+        dist[:] = inf
+        cmax[:] = inf  # chunks that sweep 0 does not reach keep +inf
+        for sweep in range(2):
+            for outer in range(n_rows if sweep == 0 else k_total):
+                if sweep == 0:
+                    y = outer
+                    c_first = row_ptr[y]
+                    c_stop = row_ptr[y + 1]
+                    n_sel = 1
+                else:
+                    k = outer
+                    if wy0[k] >= wy1[k]:
                         continue
-                # First chunk of the row ending after x_lo (chunks are sorted by column).
-                lo = row_ptr[y]
-                hi = row_ptr[y + 1]
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if c_x0[mid] + c_len[mid] <= x_lo:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                touched = False
-                for c in range(lo, row_ptr[y + 1]):
-                    if c_x0[c] >= x_hi:
-                        break
-                    a = max(c_x0[c], x_lo)
-                    b = min(c_x0[c] + c_len[c], x_hi)
-                    # Smallest spatial term over the columns a .. b - 1 (exact float32 values).
-                    xa = min(max(x_near, a), b - 1)
-                    xb = min(max(x_near + 1, a), b - 1)
-                    dxa = cx - np.float32(xa)
-                    dxb = cx - np.float32(xb)
-                    s_min = min((dy + dxa * dxa) * weight, (dy + dxb * dxb) * weight)
-                    if s_min > cmax[c]:
-                        continue
-                    if _visit(dist, labels, feat_l, feat_a, feat_b, c_start[c] + (a - c_x0[c]), b - a, a, dy, cx,
-                              sl, sa, sb, weight, label, ignore_color):
-                        cmax_bits[c] = _chunk_max(bits, c_start[c], c_len[c])
-                        touched = True
-                if touched:
-                    rmax_bits[y] = _row_max(cmax_bits, row_ptr[y], row_ptr[y + 1])
+                    cy = seg[k, 0]
+                    cx = seg[k, 1]
+                    x_round = int(cx + np.float32(0.5))  # cx >= 0; cx + 0.5 is exact below 2**22
+                    n_sel = 0
+                    for y in range(wy0[k], wy1[k]):  # rows that can hold a better pixel (compacted)
+                        dy = cy - np.float32(y)
+                        dy = dy * dy
+                        rows[n_sel] = y
+                        row_dy[n_sel] = dy
+                        n_sel += (float(dy) <= float(rmax[y]) * to_window) | (not prune_rows)
+                for q in range(n_sel):
+                    if sweep == 1:
+                        y = rows[q]
+                        dy = row_dy[q]
+                        x_lo = wx0[k]
+                        x_hi = wx1[k]
+                        bound = float(rmax[y]) * to_window
+                        if prune_rows and bound < np.inf:
+                            # Columns with (cx - x)**2 <= bound - dy**2, plus one each side.
+                            r = np.sqrt(bound - float(dy))
+                            x_lo = max(x_lo, int(np.floor(float(cx) - r)) - 1)
+                            x_hi = min(x_hi, int(np.floor(float(cx) + r)) + 2)
+                            if x_lo >= x_hi:
+                                continue
+                        # First chunk of the row ending after x_lo (chunks are sorted by column).
+                        c_first = row_ptr[y]
+                        hi_c = row_ptr[y + 1]
+                        while c_first < hi_c:
+                            mid = (c_first + hi_c) // 2
+                            if c_x0[mid] + c_len[mid] <= x_lo:
+                                c_first = mid + 1
+                            else:
+                                hi_c = mid
+                        c_stop = row_ptr[y + 1]
+                    for c in range(c_first, c_stop):
+                        if sweep == 0:
+                            g = guess[c_start[c] + c_len[c] // 2] if it == 0 else labels[c_start[c] + c_len[c] // 2]
+                            k = g - 1
+                            if g <= 0 or not (wy0[k] <= y < wy1[k]):
+                                continue
+                            cy = seg[k, 0]
+                            cx = seg[k, 1]
+                            dy = cy - np.float32(y)
+                            dy = dy * dy
+                            a = max(c_x0[c], wx0[k])
+                            b = min(c_x0[c] + c_len[c], wx1[k])
+                            if a >= b:
+                                continue
+                        else:
+                            if c_x0[c] >= x_hi:
+                                break
+                            a = max(c_x0[c], x_lo)
+                            b = min(c_x0[c] + c_len[c], x_hi)
+                            # Smallest spatial term over the columns a .. b - 1, computed exactly as below:
+                            # at the column nearest cx (|cx - x| smallest; rounding is monotone).
+                            x_near = min(max(x_round, a), b - 1)
+                            dxn = cx - np.float32(x_near)
+                            if (dy + dxn * dxn) * weight > cmax[c]:
+                                continue
+                        # Offer segment k to the pixels of columns a .. b - 1 of chunk c.
+                        if ignore_color:
+                            sl = zero
+                            sa = zero
+                            sb = zero
+                        else:
+                            sl = seg[k, 2]
+                            sa = seg[k, 3]
+                            sb = seg[k, 4]
+                        label = np.int32(k + 1)
+                        n_valid = b - a
+                        base = np.uint64(c_start[c] + (a - c_x0[c]))
+                        fa32 = np.float32(a)
+                        # Unsigned indices (no negative-index fix-up) and a float32 column counter
+                        # (a + t is exact in float32: all values are below 2**24).
+                        for t in range(16):
+                            i = base + np.uint64(t)
+                            dx = cx - (fa32 + np.float32(t))
+                            d = (dy + dx * dx) * weight
+                            u = dl[i] - sl
+                            col = u * u
+                            u = da[i] - sa
+                            col += u * u
+                            u = db[i] - sb
+                            col += u * u
+                            d += col
+                            old = dist[i]
+                            lab = labels[i]
+                            better = (t < n_valid) & ((d < old) | ((d == old) & (label < lab) & (d < inf)))
+                            dist[i] = d if better else old
+                            labels[i] = label if better else lab
+                        if sweep == 0:
+                            # Largest distance of the chunk after its first visit: an upper bound for
+                            # the rest of the iteration (distances only decrease).
+                            m = np.int32(0)
+                            base = np.uint64(c_start[c])
+                            for t in range(16):
+                                v = bits[base + np.uint64(t)]
+                                v = v if t < c_len[c] else np.int32(0)
+                                m = v if v > m else m
+                            cmax_bits[c] = m
+                    if sweep == 0:
+                        m = np.int32(0)
+                        for c in range(row_ptr[y], row_ptr[y + 1]):
+                            v = cmax_bits[c]
+                            m = v if v > m else m
+                        rmax_bits[y] = m
         changed = False
         for i in range(n):
             if dist[i] < inf:
@@ -579,9 +582,9 @@ def _slic_pass(ys, xs, feat_l, feat_a, feat_b, row_ptr, c_x0, c_len, c_start, he
             sums[cur, 3] = s3
             sums[cur, 4] = s4
         for k in range(k_total):
-            m = np.float32(counts[k])
+            m32 = np.float32(counts[k])
             for c in range(5):
-                seg[k, c] = sums[k, c] / m  # 0 / 0 = NaN for an empty segment, as in scikit-image
+                seg[k, c] = sums[k, c] / m32  # 0 / 0 = NaN for an empty segment, as in scikit-image
 
 
 # ----------------------------------------------------------------------------
