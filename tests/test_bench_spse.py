@@ -39,7 +39,7 @@ def test_baseline_equals_our_uncropped_pipeline(bench, small_case):
 def test_benchmark_runs_and_checks_every_label_kind(bench, capsys):
     # A tiny run (2 images at 48 x 48, one worker): the script's own exactness checks
     # (numba codes == scikit-image codes, no-crop == baseline) run for every kind.
-    assert bench.main(["--quick", "--size", "48", "--workers", "1", "--dataset_images", "100"]) == 0
+    assert bench.main(["--quick", "--size", "48", "--workers", "1", "--repeats", "1", "--dataset_images", "100"]) == 0
     out = capsys.readouterr().out
     for kind in ("regions", "parts", "face", "quantised"):
         assert f"## labels={kind}" in out
