@@ -4,7 +4,8 @@ Usage::
 
     python save_style_vector.py --image_dir D --label_dir L --save_dir C --label_nc N \\
         [--size 512 --n_segments 128 --compactness 10 --workers K \\
-         --num_shards S --shard_index i --overwrite --layout lean|release --no_crop]
+         --num_shards S --shard_index i --overwrite --layout lean|release --no_crop \\
+         --backend auto|numba|skimage]
 
 Exit status: 0 when every file was written or skipped, 1 when any input
 failed (each failure is printed with its file name and reason), 2 for bad
@@ -37,7 +38,11 @@ def build_parser():
                    help="lean: (label_nc, 512) float32 (default); release: (label_nc, 1, 1, 1, 512) float64")
     p.add_argument("--no_crop", action="store_true",
                    help="run SLIC on the full image for every class instead of the class's bounding box "
-                        "(the plain scikit-image call; slower; see docs/spse.md)")
+                        "(slower; see docs/spse.md)")
+    p.add_argument("--backend", default="auto", choices=["auto", "numba", "skimage"],
+                   help="SLIC implementation: numba (compiled, several times faster), skimage "
+                        "(skimage.segmentation.slic), auto = numba when it can be imported; both give "
+                        "identical codes (see docs/spse.md)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -52,7 +57,7 @@ def main(argv=None):
             args.image_dir, args.label_dir, args.save_dir, args.label_nc, size=args.size,
             n_segments=args.n_segments, compactness=args.compactness, workers=args.workers,
             num_shards=args.num_shards, shard_index=args.shard_index, overwrite=args.overwrite,
-            layout=args.layout, progress=not args.no_progress, crop=not args.no_crop)
+            layout=args.layout, progress=not args.no_progress, crop=not args.no_crop, backend=args.backend)
     except (OptionError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,15 +16,20 @@ Public API
 ``resample(values, n)`` / ``resampling_matrix(k, n)``
     the interpolation rule used by the resampling.
 
-Fast path (see docs/spse.md): each class is cropped to its bounding box
-before SLIC. SLIC only looks at masked pixels and seeds from mask
-coordinates, so the crop runs the same algorithm, but scikit-image's compiled
-SLIC loop is not bit-reproducible across array shapes (even a crop that keeps
-the origin, with identical seeds and step, moves a few near-tie pixels), so a
-few classes per image get a slightly different code than a full-image run.
-The result is deterministic for a given input. The means are ``np.bincount``
-sums and the spline resampling is a cached ``(n, K)`` matrix applied to all
-channels at once (equal to scipy's spline to about 1e-12).
+Backends (see docs/spse.md): ``"numba"`` runs the compiled mask SLIC of
+:mod:`spse.masked_slic`, which reproduces scikit-image's ``slic`` bit for bit
+(same superpixels, hence the same codes) several times faster;
+``"skimage"`` calls ``skimage.segmentation.slic``; ``"auto"`` (default) takes
+numba when it can be imported.
+
+Each class is cropped to its bounding box before SLIC (``crop=True``, the
+default; both backends). SLIC only looks at masked pixels and seeds from mask
+coordinates, but its search window follows the array shape, so a crop gives
+slightly different superpixels than a full-image run for a few classes; the
+result is deterministic for a given input, and ``crop=False`` runs the plain
+full-image call. The means are ``np.bincount`` sums and the spline resampling
+is a cached ``(n, K)`` matrix applied to all channels at once (equal to
+scipy's spline to about 1e-12).
 """
 import functools
 import warnings
@@ -35,11 +40,13 @@ from scipy.interpolate import make_interp_spline
 from skimage.segmentation import slic
 
 from data.image_io import resize_label, resize_rgb
-from util.errors import InputError
+from spse import masked_slic
+from util.errors import InputError, OptionError
 
 STYLE_DIM = 512          # length of one style code
 CHANNEL_DIM = 128        # per-channel length before concatenation
 DONTCARE_VALUE = 255     # label value ignored by the extractor (belongs to no class)
+BACKENDS = ("auto", "numba", "skimage")  # SLIC implementations (see resolve_backend)
 
 
 # ----------------------------------------------------------------------------
@@ -164,8 +171,25 @@ def _check_inputs(image, label, label_nc):
 # ----------------------------------------------------------------------------
 # Superpixels and codes
 # ----------------------------------------------------------------------------
+def resolve_backend(backend="auto"):
+    """The SLIC implementation to use: ``"numba"`` or ``"skimage"``.
+
+    ``"auto"`` gives ``"numba"`` when numba can be imported, else ``"skimage"``.
+    Asking for ``"numba"`` without numba, or an unknown name, raises
+    :class:`OptionError`.
+    """
+    if backend not in BACKENDS:
+        raise OptionError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "numba" if masked_slic.AVAILABLE else "skimage"
+    if backend == "numba" and not masked_slic.AVAILABLE:
+        raise OptionError(f"--backend numba needs the numba package, which could not be imported "
+                          f"({masked_slic.IMPORT_ERROR}); install it or use --backend skimage")
+    return backend
+
+
 def _slic_labels(rgb, mask, n_segments, compactness):
-    """Mask-restricted SLIC labels (0 = outside the mask or unassigned, superpixels from 1)."""
+    """scikit-image's mask SLIC labels (0 = outside the mask or unassigned, superpixels from 1)."""
     with warnings.catch_warnings():
         # k-means seeding may report empty clusters on tiny masks; the result is still defined.
         warnings.filterwarnings("ignore", message="One of the clusters is empty")
@@ -173,33 +197,41 @@ def _slic_labels(rgb, mask, n_segments, compactness):
                     enforce_connectivity=False, start_label=1, channel_axis=-1)
 
 
-def _means_from_segments(rgb, segments, mask):
-    """``(3, K)`` mean RGB per superpixel label present in ``mask``, labels ascending."""
-    seg = segments[mask]
+def _means_from_labels(seg, pix):
+    """``(3, K)`` mean RGB per superpixel label in ``seg``, labels ascending.
+
+    ``seg``: ``(N,)`` labels of the masked pixels; ``pix``: ``(N, 3)`` their RGB,
+    both in raster order (the order fixes the float64 summation order).
+    """
     counts = np.bincount(seg)
     present = np.flatnonzero(counts)
-    pix = rgb[mask]  # (N, 3)
     sums = np.stack([np.bincount(seg, weights=pix[:, c], minlength=counts.size) for c in range(3)])
     return sums[:, present] / counts[present]
 
 
-def _class_means(rgb, label, j, box, n_segments, compactness):
+def _class_means(rgb, label, j, box, n_segments, compactness, backend="skimage"):
     crop_label = label[box]
     mask = crop_label == j
     crop_rgb = rgb[box]
-    segments = _slic_labels(crop_rgb, mask, n_segments, compactness)
-    return _means_from_segments(crop_rgb, segments, mask)
+    pix = crop_rgb[mask]  # (N, 3) in raster order
+    if backend == "numba" and crop_rgb.dtype == np.float32:  # the compiled SLIC reproduces float32 only
+        ys, xs = np.nonzero(mask)
+        seg = masked_slic.masked_slic_pixels(pix, ys, xs, mask.shape, n_segments, compactness)
+    else:
+        seg = _slic_labels(crop_rgb, mask, n_segments, compactness)[mask]
+    return _means_from_labels(seg, pix)
 
 
-def superpixel_means(image, label, class_index, n_segments=128, compactness=10, crop=True):
+def superpixel_means(image, label, class_index, n_segments=128, compactness=10, crop=True, backend="auto"):
     """Mean RGB of the superpixels of one class.
 
     ``image``: ``(H, W, 3)`` float32 RGB in [0, 1]; ``label``: ``(H, W)`` ints of
     the same size. Returns ``(3, K)`` float64 (superpixel labels ascending,
     including SLIC's label 0 for masked pixels that no seed reached, as the
     release did), or ``None`` when the class has no pixel. ``crop=False``
-    runs SLIC on the full image (the literal reference for the crop).
+    runs SLIC on the full image; ``backend`` as in :func:`resolve_backend`.
     """
+    backend = resolve_backend(backend)
     mask = label == class_index
     if not mask.any():
         return None
@@ -207,10 +239,10 @@ def superpixel_means(image, label, class_index, n_segments=128, compactness=10, 
         box = ndimage.find_objects(mask.astype(np.int8))[0]
     else:
         box = (slice(None), slice(None))
-    return _class_means(image, label, class_index, box, n_segments, compactness)
+    return _class_means(image, label, class_index, box, n_segments, compactness, backend)
 
 
-def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compactness=10):
+def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compactness=10, backend="auto"):
     """Compute the SPSE style codes of one image.
 
     Parameters
@@ -222,6 +254,8 @@ def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compac
         label nearest) before extraction.
     label_nc : number of classes.
     size, n_segments, compactness : SPEC defaults 512, 128, 10.
+    backend : ``"auto"``, ``"numba"`` or ``"skimage"`` (:func:`resolve_backend`);
+        both give identical codes.
 
     Returns
     -------
@@ -229,18 +263,20 @@ def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compac
     (mean superpixel RGB values in [0, 1], resampled by :func:`code_from_means`;
     the cubic spline may overshoot slightly), zeros for an absent class.
 
-    Raises :class:`InputError` on malformed arrays or out-of-range labels.
+    Raises :class:`InputError` on malformed arrays or out-of-range labels,
+    :class:`OptionError` for an unknown or unavailable backend.
     """
-    return extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness)[0]
+    return extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness,
+                                            backend=backend)[0]
 
 
 def extract_style_codes_and_presence(image, label, label_nc, size=512, n_segments=128, compactness=10,
-                                     crop=True):
+                                     crop=True, backend="auto"):
     """Like :func:`extract_style_codes`, also returning which classes are present.
 
     ``crop=False`` runs SLIC on the full ``size x size`` image for every class
     instead of the class's bounding box (slower; used to measure the effect
-    of the crop, see docs/spse.md).
+    of the crop, see docs/spse.md). ``backend``: see :func:`resolve_backend`.
 
     Returns ``(codes, present)``: codes ``(label_nc, 512)`` float32 and
     ``present`` a ``(label_nc,)`` bool array (class has at least one pixel
@@ -249,6 +285,7 @@ def extract_style_codes_and_presence(image, label, label_nc, size=512, n_segment
     ``present``, never from the codes.
     """
     label_nc = int(label_nc)
+    backend = resolve_backend(backend)
     image, label = _check_inputs(image, label, label_nc)
     if size < 1:
         raise InputError(f"size must be >= 1, got {size}")
@@ -264,6 +301,6 @@ def extract_style_codes_and_presence(image, label, label_nc, size=512, n_segment
         present[j] = True
         if not crop:
             box = (slice(None), slice(None))
-        means = _class_means(rgb, lab, j, box, n_segments, compactness)
+        means = _class_means(rgb, lab, j, box, n_segments, compactness, backend)
         codes[j] = code_from_means(means)
     return codes, present

@@ -22,10 +22,11 @@ import glob
 import os
 import time
 
+from spse import masked_slic
 from data.codes import LAYOUTS, is_valid_code_file, save_codes
 from data.image_io import (check_aspect_ratio, check_label_values, group_by_stem, list_files, list_label_files,
                            read_label, read_rgb, unpaired_error)
-from spse.extractor import extract_style_codes_and_presence
+from spse.extractor import extract_style_codes_and_presence, resolve_backend
 from util.errors import InputError, OptionError
 from util.parallel import run_tasks
 
@@ -85,7 +86,8 @@ def _remove_stale_temporaries(save_dir, stems):
     return removed
 
 
-def process_one(image_path, label_path, out_path, label_nc, size, n_segments, compactness, layout, crop=True):
+def process_one(image_path, label_path, out_path, label_nc, size, n_segments, compactness, layout, crop=True,
+                backend="auto"):
     """Extract and save the codes of one image pair.
 
     Returns a dict ``{"present": (label_nc,) bool list, "warnings": [str]}``.
@@ -99,7 +101,7 @@ def process_one(image_path, label_path, out_path, label_nc, size, n_segments, co
     check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_path, label_path)
     try:
         codes, present = extract_style_codes_and_presence(image, label, label_nc, size, n_segments, compactness,
-                                                          crop=crop)
+                                                          crop=crop, backend=backend)
     except InputError as e:
         raise InputError(f"{image_path} (label {label_path}): {e}") from e
     save_codes(out_path, codes, layout)
@@ -124,13 +126,16 @@ def _worker_died(task, error):
 
 def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_segments=128, compactness=10,
                     workers=None, num_shards=1, shard_index=0, overwrite=False, layout="lean", progress=True,
-                    crop=True):
+                    crop=True, backend="auto"):
     """Extract SPSE codes for every image/label pair of a dataset shard.
 
     Parameters follow ``save_style_vector.py``; ``workers=None`` uses
     :func:`default_workers`, ``workers=1`` runs in this process;
-    ``crop=False`` runs SLIC on the full image per class (the plain
-    scikit-image call, about 2x slower; see docs/spse.md).
+    ``crop=False`` runs SLIC on the full image per class (slower; see
+    docs/spse.md); ``backend``: ``"auto"`` (numba if importable), ``"numba"``
+    or ``"skimage"`` (identical codes, see :func:`spse.extractor.resolve_backend`).
+    With numba the kernels are compiled (or loaded from the cache) here,
+    before any worker starts, so forked workers inherit them.
 
     Returns a summary dict:
 
@@ -145,12 +150,14 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
       (:func:`data.image_io.unpaired_error`: a count and the first few), or None;
     * ``warnings``: resolved problems (invalid file replaced, stale temporary
       removed);
-    * ``total`` (stems in this shard), ``seconds``.
+    * ``total`` (stems in this shard), ``seconds``, ``backend`` (the SLIC
+      implementation used).
 
     Raises :class:`OptionError` for bad options and :class:`InputError` when a
     folder is missing or holds no usable file.
     """
     _check_options(label_nc, size, n_segments, compactness, workers, num_shards, shard_index, layout)
+    backend = resolve_backend(backend)
     label_nc, num_shards, shard_index = int(label_nc), int(num_shards), int(shard_index)
     workers = default_workers() if workers is None else int(workers)
     save_dir = os.fspath(save_dir)
@@ -160,7 +167,7 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
     os.makedirs(save_dir, exist_ok=True)
     summary = {"written": 0, "skipped": 0, "failed": 0, "absent_classes": 0,
                "absent_per_class": [0] * label_nc, "failures": [], "unpaired": [], "warnings": [],
-               "total": len(items), "seconds": 0.0}
+               "total": len(items), "seconds": 0.0, "backend": backend}
     failures = {}
     summary["warnings"] += [f"{p}: removed temporary file left by an interrupted run"
                             for p in _remove_stale_temporaries(save_dir, [it[0] for it in items])]
@@ -170,7 +177,7 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
     summary["unpaired_message"] = None if error is None else str(error)
 
     params = dict(label_nc=label_nc, size=int(size), n_segments=int(n_segments),
-                  compactness=float(compactness), layout=layout, crop=bool(crop))
+                  compactness=float(compactness), layout=layout, crop=bool(crop), backend=backend)
     tasks = []
     for s, image_path, label_path, problem in items:
         if problem is not None:
@@ -186,6 +193,8 @@ def extract_dataset(image_dir, label_dir, save_dir, label_nc, *, size=512, n_seg
                                        f"shape for label_nc={label_nc}); recomputing it")
         tasks.append((s, image_path, label_path, out_path, params))
 
+    if tasks and backend == "numba":
+        masked_slic.warm_up()  # compile or load once here; forked workers inherit the machine code
     for s, result, error in run_tasks(_worker_task, tasks, workers, progress, desc="SPSE",
                                       on_worker_death=_worker_died):
         if error is not None:
@@ -219,7 +228,8 @@ def format_summary(summary, save_dir=None):
     where = f" in {save_dir}" if save_dir else ""
     lines.append(f"SPSE summary{where}: {summary['written']} written, {summary['skipped']} skipped, "
                  f"{summary['failed']} failed, {summary['absent_classes']} classes absent "
-                 f"(of {summary['total']} stems, {summary['seconds']:.1f} s)")
+                 f"(of {summary['total']} stems, {summary['seconds']:.1f} s, SLIC backend "
+                 f"{summary.get('backend', '?')})")
     missing = [f"{j}:{n}" for j, n in enumerate(summary["absent_per_class"]) if n]
     if missing:
         lines.append("absent per class (class:images): " + ", ".join(missing))

@@ -1,11 +1,12 @@
-"""The SPSE benchmark's own parts: its baseline and its timing of scikit-image's slic internals."""
+"""The SPSE benchmark's own parts: its baseline, and a tiny run of the whole script."""
 import importlib.util
 import os
 
 import numpy as np
 import pytest
 
-from spse.extractor import extract_style_codes, extract_style_codes_and_presence
+from spse import masked_slic
+from spse.extractor import extract_style_codes_and_presence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,25 +35,14 @@ def test_baseline_equals_our_uncropped_pipeline(bench, small_case):
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-def test_slic_internals_are_timed_and_restored(bench, small_case):
-    import skimage.segmentation.slic_superpixels as slic_module
-    image, label = small_case
-    originals = slic_module._slic_cython, slic_module._get_mask_centroids
-    clock = {}
-    with bench.slic_internals_timed(clock) as timed:
-        codes = extract_style_codes(image, label, 8, size=64)
-    assert timed
-    assert set(clock) == {"iterations", "seeding"}
-    assert clock["iterations"] > 0 and clock["seeding"] > 0
-    assert (slic_module._slic_cython, slic_module._get_mask_centroids) == originals
-    # The instrumentation does not change the result.
-    np.testing.assert_array_equal(codes, extract_style_codes(image, label, 8, size=64))
-
-
-def test_slic_internals_restored_after_an_error(bench):
-    import skimage.segmentation.slic_superpixels as slic_module
-    originals = slic_module._slic_cython, slic_module._get_mask_centroids
-    with pytest.raises(RuntimeError, match="boom"):
-        with bench.slic_internals_timed({}):
-            raise RuntimeError("boom")
-    assert (slic_module._slic_cython, slic_module._get_mask_centroids) == originals
+@pytest.mark.skipif(not masked_slic.AVAILABLE, reason="numba is not installed")
+def test_benchmark_runs_and_checks_every_label_kind(bench, capsys):
+    # A tiny run (2 images at 48 x 48, one worker): the script's own exactness checks
+    # (numba codes == scikit-image codes, no-crop == baseline) run for every kind.
+    assert bench.main(["--quick", "--size", "48", "--workers", "1", "--repeats", "1", "--dataset_images", "100"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("regions", "parts", "face", "quantised"):
+        assert f"## labels={kind}" in out
+        assert f"projected for 100 images like '{kind}'" in out
+    assert out.count("numba codes == scikit-image codes (bit for bit)") == 4
+    assert "| extract_dataset --workers 1, numba" in out

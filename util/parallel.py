@@ -1,8 +1,13 @@
 """Running independent per-file tasks in this process or in a process pool.
 
 Used by the SPSE job (``spse/job.py``) and the dataset-preparation
-scripts (``datasets/common.py``). Each worker process is kept single-threaded
-(BLAS/OpenMP thread variables set to 1), so ``workers`` scales with cores.
+scripts (``datasets/common.py``). Each worker process is kept single-threaded,
+so ``workers`` scales with cores: the BLAS/OpenMP thread variables are set to
+1 for spawned workers, and every worker (forked ones too, which inherit
+libraries the parent has already loaded and whose thread pools no longer read
+those variables) limits the loaded BLAS/OpenMP pools to one thread with
+``threadpoolctl`` when it starts. The in-process path (``workers == 1``) runs
+under the same limit and restores the caller's setting when it ends.
 """
 import contextlib
 import multiprocessing
@@ -10,6 +15,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -20,10 +26,13 @@ def _init_worker():
     """Keep each worker process single-threaded.
 
     The variables take effect for libraries loaded after this point (spawned
-    workers load everything after :func:`_single_thread_env` set them).
+    workers load everything after :func:`_single_thread_env` set them);
+    ``threadpool_limits(1)`` sets the pools of the libraries already loaded
+    (a forked worker inherits the parent's BLAS with its thread count).
     """
     for name in _THREAD_ENV:
         os.environ[name] = "1"
+    threadpool_limits(limits=1)
 
 
 @contextlib.contextmanager
@@ -60,7 +69,8 @@ def run_tasks(function, tasks, workers=1, progress=True, desc="", unit="img", on
     drops the queued work.
     """
     if workers == 1 or len(tasks) <= 1:
-        with tqdm(total=len(tasks), unit=unit, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        with threadpool_limits(limits=1), \
+                tqdm(total=len(tasks), unit=unit, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
             for task in tasks:
                 out = function(task)
                 bar.update(1)
