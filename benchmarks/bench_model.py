@@ -77,14 +77,18 @@ class LiteralACE(ACE):
 
     Loop over batch and class; for each class present in the image: GSAS graph
     of its code, its own Linear + ReLU, and an in-place masked scatter of μ into
-    the (B, 512, H, W) map M; then separate conv_gamma / conv_beta on M.
+    the (B, 512, H, W) map M; then separate conv_gamma / conv_beta on M. The
+    noise, the SPADE branch (separate mlp_gamma / mlp_beta), the blends and the
+    output are written out elementwise, as released.
     """
 
     def forward(self, x, segmap, codes=None):
-        normalized = self.param_free_norm(self.add_noise(x))
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
+        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        normalized = self.param_free_norm(x + noise * self.noise_var.view(1, c, 1, 1))
         segmap = F.interpolate(segmap, size=(h, w), mode="nearest")
-        gamma, beta = self.Spade(segmap)
+        actv = self.Spade.mlp_shared(segmap)
+        gamma, beta = self.Spade.mlp_gamma(actv), self.Spade.mlp_beta(actv)
         if self.use_style:
             m = x.new_zeros(b, codes.shape[2], h, w)
             for bi in range(b):
