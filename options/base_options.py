@@ -28,7 +28,8 @@ RUN_SPECIFIC_OPTIONS = frozenset({
     "which_epoch", "results_dir", "how_many", "continue_train", "load_size", "preprocess_mode",
     "display_winsize", "device", "seed", "local_rank", "print_freq", "display_freq",
     "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "max_steps", "niter", "niter_decay",
-    "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "verbose", "load_from_opt_file",
+    "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "amp_dtype", "channels_last", "compile",
+    "cpu_processes", "verbose", "load_from_opt_file",
     "no_pairing_check", "save_train_state", "semantic_nc",
     "eval_dir", "eval_freq", "eval_metric", "inception_path", "eval_fid_random_weights", "use_ema",
 })
@@ -189,13 +190,26 @@ class BaseOptions:
         except ValueError as e:
             raise OptionError(f"--gpu_ids {opt.gpu_ids!r}: expected comma-separated integers, e.g. 0,1 or -1") from e
         ids = [i for i in ids if i >= 0]
+        if len(set(ids)) != len(ids):
+            raise OptionError(f"--gpu_ids {opt.gpu_ids}: a GPU id is listed more than once")
         if ids and not torch.cuda.is_available():
             print(f"[options] CUDA is not available; running on CPU (ignoring --gpu_ids {opt.gpu_ids})")
             ids = []
-        elif ids and max(ids) >= torch.cuda.device_count():
-            raise OptionError(f"--gpu_ids {opt.gpu_ids}: only {torch.cuda.device_count()} CUDA device(s) present")
+        elif ids:
+            count = torch.cuda.device_count()
+            visible = f"ids 0..{count - 1}" if count else "none"
+            if len(ids) > count:
+                raise OptionError(
+                    f"--gpu_ids {opt.gpu_ids} lists {len(ids)} GPUs, but this machine has {count} CUDA "
+                    f"device(s) ({visible}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                    f"list at most {count} id(s), e.g. --gpu_ids {','.join(str(i) for i in range(max(count, 1)))}")
+            if max(ids) >= count:
+                raise OptionError(f"--gpu_ids {opt.gpu_ids}: there is no CUDA device {max(ids)}; "
+                                  f"this machine has {count} ({visible})")
         opt.gpu_ids = ids
-        opt.device = torch.device(f"cuda:{ids[0]}") if ids else torch.device("cpu")
+        from util.distributed import local_device
+
+        opt.device = local_device(ids)
         opt.semantic_nc = semantic_nc(opt)
         if opt.load_size is None:
             opt.load_size = int(round(opt.crop_size * 286 / 256)) if self.is_train else opt.crop_size
