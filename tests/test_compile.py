@@ -1,8 +1,9 @@
 """``--compile``: a compiled training run gives the result of the eager run (CPU).
 
 The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``);
-one training step then runs four graphs (G with grad, D with frozen
-parameters in the G step, G without grad and D in the D step). The test runs
+one training step then runs five graphs (G with grad, D with frozen
+parameters and the VGG loss in the G step, G without grad and D in the D
+step). The test runs
 two full ``train_step``s (G and D updates with Adam, noise injection on) in
 an eager and a compiled trainer built from the same seed and compares:
 
@@ -31,14 +32,14 @@ import os
 import pytest
 import torch
 
-from models.networks import default_opt
+from models.networks import default_opt, load_vgg19
 from models.superstylenet_model import SuperStyleNetModel
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from tests._reference import single_torch_thread  # noqa: F401  (autouse: one torch thread)
 
 
 def _opt(compiled, backend):
-    opt = default_opt(label_nc=3, ngf=4, crop_size=32, ndf=8, num_D=1, n_layers_D=2, no_vgg_loss=True)
+    opt = default_opt(label_nc=3, ngf=4, crop_size=32, ndf=8, num_D=1, n_layers_D=2)
     opt.device, opt.lr, opt.beta1, opt.beta2, opt.no_TTUR, opt.D_steps_per_G = torch.device("cpu"), 1e-3, 0.0, 0.9, \
         False, 1
     opt.niter, opt.niter_decay, opt.compile, opt.compile_backend = 1, 0, compiled, backend
@@ -58,7 +59,7 @@ def _run(compiled, backend):
 
     torch.manual_seed(0)
     opt = _opt(compiled, backend)
-    model = SuperStyleNetModel(opt)
+    model = SuperStyleNetModel(opt, vgg=load_vgg19(random_init=True))
     with torch.no_grad():  # a nonzero noise scale, so that the noise draws matter
         for name, p in model.named_parameters():
             if name.endswith("noise_var"):
@@ -96,7 +97,7 @@ def test_compiled_training_steps_match_eager(backend, monkeypatch):
         comp_losses, comp_grads = _run(True, backend)
     finally:
         torch._dynamo.reset()
-    assert set(eager_losses[0]) == {"GAN", "GAN_Feat", "D_Fake", "D_real"}
+    assert set(eager_losses[0]) == {"GAN", "GAN_Feat", "VGG", "D_Fake", "D_real"}
     for step in range(2):
         for k, v in eager_losses[step].items():
             assert comp_losses[step][k] == pytest.approx(v, rel=1e-4, abs=1e-6), f"step {step + 1}: {k}"
