@@ -77,6 +77,12 @@ def main(argv=None, model=None):
     trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
     trainer.attach_ema_data(dataset, loader.batch_size)
     trainer.evaluator = build_evaluator(opt, loader.batch_size, rank, world_size)  # None without --eval_dir
+    if main_process:
+        from util.checkpoint import checkpoint_sizes, format_bytes
+
+        sizes = checkpoint_sizes(trainer.model.netG, trainer.model.netD, ema=trainer.ema is not None)
+        print("checkpoint files: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in sizes.items())
+              + " (the training state for 'latest' only)")
 
     start_epoch, start_iter = 1, 0
     if opt.continue_train:

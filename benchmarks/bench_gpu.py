@@ -37,9 +37,11 @@ a smoke test of the script (``tests/test_bench_gpu.py``), not a measurement.
 The ``amp`` precision then uses CPU bfloat16 autocast (``--amp_dtype
 bfloat16``), so the autocast code path runs too.
 
-Usage (one H100: each command below stays within 10 minutes):
-    python benchmarks/bench_gpu.py --variants reference,ours --json gpu_base.json
-    python benchmarks/bench_gpu.py --variants ours_cl,ours_compile --json gpu_fast.json
+Usage (the whole matrix in one run; or split it, e.g. one run per batch size
+and precision, each with the reference, and merge the tables):
+    python benchmarks/bench_gpu.py --variants reference,ours,ours_cl,ours_compile --json gpu.json
+    python benchmarks/bench_gpu.py --batches 8 --precisions amp --json gpu_b8_amp.json
+    python benchmarks/bench_gpu.py --merge gpu_b*.json
 """
 import argparse
 import contextlib
@@ -71,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8,32; 1,2 with --tiny)")
     p.add_argument("--precisions", default="fp32,amp")
     p.add_argument("--tasks", default="train,inference")
-    p.add_argument("--variants", default="reference,ours,ours_compile")
+    p.add_argument("--variants", default="reference,ours,ours_cl,ours_compile")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--label_nc", type=int, default=19)
@@ -84,7 +86,11 @@ def parse_args(argv=None):
                    help="crop 64, ngf 4, label_nc 4, batches 1,2, 1 step, no warm-up (smoke test)")
     p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="print one table from the JSON files of several runs (measures nothing)")
     args = p.parse_args(argv)
+    if args.merge:
+        return args
     if args.tiny:
         args.crop, args.ngf, args.label_nc = 64, 4, 4
         args.batches = args.batches or "1,2"
@@ -286,8 +292,25 @@ def format_table(results, flops):
     return "\n".join(lines)
 
 
+def merge(paths):
+    """One table from several runs' JSON files (e.g. one run per batch size)."""
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            runs.append(json.load(f))
+    results = [r for run in runs for r in run["results"]]
+    flops = next((run["flops_per_image"] for run in runs if run.get("flops_per_image")), None)
+    envs = {json.dumps(run["environment"], sort_keys=True) for run in runs}
+    print("environment: " + " / ".join(sorted(envs)))
+    table = format_table(results, flops)
+    print(table)
+    return {"environments": sorted(envs), "results": results, "table": table}
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     env = environment(args)
     print(f"environment: {env}")
     print(f"config: crop {args.crop}, ngf {args.ngf}, label_nc {args.label_nc}, VGG loss "

@@ -37,3 +37,4 @@ def test_bench_gpu_tiny_cpu_run_reports_every_configuration(tmp_path):
     rows = [ln for ln in result["table"].splitlines() if ln.startswith("| train") or ln.startswith("| inference")]
     assert len(rows) == 4 and all(ln.count("|") == rows[0].count("|") for ln in rows)
     assert "ours_cl / reference" in result["table"]
+    assert bench_gpu.main(["--merge", str(out)])["table"] == result["table"]

@@ -35,14 +35,28 @@ def test_epoch_snapshots_hold_networks_only_and_latest_the_full_state(run):
     tmp_path, _, trainer = run
     folder = tmp_path / "ck" / "files"
     pth = sorted(p.name for p in folder.glob("*.pth"))
-    assert pth == ["1_net_D.pth", "1_net_G.pth", "2_net_D.pth", "2_net_G.pth",
-                   "latest_net_D.pth", "latest_net_G.pth", "latest_train_state.pth"]
-    expected = checkpoint_sizes(trainer.model.netG, trainer.model.netD)
-    for name, key in (("2_net_G.pth", "net_G"), ("2_net_D.pth", "net_D"), ("latest_train_state.pth", "train_state")):
+    assert pth == [f"{which}_{net}.pth" for which in ("1", "2", "latest") for net in ("net_D", "net_G", "net_G_ema")] \
+        + ["latest_train_state.pth"]  # the EMA generator is on by default
+    expected = checkpoint_sizes(trainer.model.netG, trainer.model.netD, ema=True)
+    for name, key in (("2_net_G.pth", "net_G"), ("2_net_D.pth", "net_D"), ("2_net_G_ema.pth", "net_G_ema"),
+                      ("latest_train_state.pth", "train_state")):
         size = os.path.getsize(folder / name)
         # payload plus the zip container: a few hundred bytes per tensor and the pickled keys
         assert expected[key] <= size <= expected[key] * 1.02 + 400_000, (name, size, expected[key])
-    assert expected["train_state"] > 2.9 * (expected["net_G"] + expected["net_D"])
+    assert expected["train_state"] > 3.9 * expected["net_G"]  # G, Adam's two moments of G, the average
+
+
+def test_without_ema_epoch_snapshots_are_the_releases_two_files(tmp_path):
+    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=2, size=32, label_nc=4)
+    args = _args(tmp_path, dirs, "--ema_decay", "0", "--niter", "1")
+    args[args.index("--batchSize") + 1] = "2"
+    trainer = train.main(args)
+    folder = tmp_path / "ck" / "files"
+    assert sorted(p.name for p in folder.glob("*.pth")) == [
+        "1_net_D.pth", "1_net_G.pth", "latest_net_D.pth", "latest_net_G.pth", "latest_train_state.pth"]
+    expected = checkpoint_sizes(trainer.model.netG, trainer.model.netD)
+    size = os.path.getsize(folder / "latest_train_state.pth")
+    assert expected["train_state"] <= size <= expected["train_state"] * 1.02 + 400_000
 
 
 def test_resume_from_an_epoch_snapshot_restarts_the_optimisers(run, capsys):

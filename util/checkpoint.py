@@ -147,19 +147,25 @@ def tensor_bytes(state):
     return sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
 
 
-def checkpoint_sizes(netG, netD):
+def checkpoint_sizes(netG, netD, ema=False):
     """Expected sizes in bytes of the files one save writes, from the networks themselves.
 
-    Returns ``{"net_G", "net_D", "train_state"}``; the training state holds both
-    networks plus Adam's two moments of every trainable parameter, so it is
-    about three times ``net_G + net_D``. These are the tensor payloads; the
-    files add a few hundred bytes per tensor (tested). Works on meta-device
-    modules, so the sizes of a large configuration cost nothing to compute.
+    Returns ``{"net_G", "net_D", ["net_G_ema",] "train_state"}``; the training
+    state holds both networks plus Adam's two moments of every trainable
+    parameter (about three times ``net_G + net_D``) and, with ``ema`` (the EMA
+    generator, ``--ema_decay`` > 0), the averaged generator, which is also
+    written as ``net_G_ema``. These are the tensor payloads; the files add a
+    few hundred bytes per tensor (tested). Works on meta-device modules, so the
+    sizes of a large configuration cost nothing to compute.
     """
     g, d = tensor_bytes(netG.state_dict()), tensor_bytes(netD.state_dict())
     trainable = [p for net in (netG, netD) for p in net.parameters() if p.requires_grad]
     moments = 2 * sum(p.numel() * p.element_size() for p in trainable)
-    return {"net_G": g, "net_D": d, "train_state": g + d + moments}
+    sizes = {"net_G": g, "net_D": d}
+    if ema:
+        sizes[f"net_{EMA_NET}"] = g
+    sizes["train_state"] = g + d + moments + (g if ema else 0)
+    return sizes
 
 
 def format_bytes(n):
