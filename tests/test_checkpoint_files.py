@@ -18,7 +18,7 @@ def _args(tmp_path, dirs, *extra):
     images, labels, codes = dirs
     return ["--name", "files", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-            "--label_nc", "4", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
+            "--label_nc", "2", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "2", "--niter", "2", "--niter_decay", "0", "--save_epoch_freq", "1",
             "--print_freq", "100", "--display_freq", "100", "--seed", "4", *extra]
 
@@ -26,7 +26,7 @@ def _args(tmp_path, dirs, *extra):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("files")
-    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=4)
+    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=4, size=32, label_nc=2)
     trainer = train.main(_args(tmp_path, dirs))  # 2 epochs of 2 steps, a snapshot after each
     return tmp_path, dirs, trainer
 
@@ -47,7 +47,7 @@ def test_epoch_snapshots_hold_networks_only_and_latest_the_full_state(run):
 
 
 def test_without_ema_epoch_snapshots_are_the_releases_two_files(tmp_path):
-    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=2, size=32, label_nc=4)
+    dirs = build_synthetic_dataset(str(tmp_path / "data"), n=2, size=32, label_nc=2)
     args = _args(tmp_path, dirs, "--ema_decay", "0", "--niter", "1")
     args[args.index("--batchSize") + 1] = "2"
     trainer = train.main(args)

@@ -34,7 +34,7 @@ def _args(root, name, dirs, steps=3):
     # saved as a snapshot). Noise injection stays on: every rank draws the same noise in both launches.
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
-            "--label_nc", "4", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
+            "--label_nc", "2", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "4", "--niter", "1", "--niter_decay", "1",
             "--max_steps", str(steps), "--print_freq", "1", "--display_freq", "100", "--save_epoch_freq", "1",
             "--seed", "3"]
@@ -48,7 +48,7 @@ def _loss_lines(folder):
 
 def test_launcher_equals_torchrun_on_two_gloo_processes(tmp_path):
     root = str(tmp_path)
-    dirs = build_synthetic_dataset(os.path.join(root, "data"), n=8, size=32, label_nc=4)
+    dirs = build_synthetic_dataset(os.path.join(root, "data"), n=8, size=32, label_nc=2)
 
     # train.py's own launcher (the path taken by --gpu_ids 0,1): returns None, results are the files
     assert train.main(_args(root, "launched", dirs) + ["--cpu_processes", "2"]) is None
@@ -82,9 +82,9 @@ def test_launcher_equals_torchrun_on_two_gloo_processes(tmp_path):
 
 def test_user_error_in_a_launched_process_is_raised_with_its_type(tmp_path):
     root = str(tmp_path)
-    images, labels, codes = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=4)
+    images, labels, codes = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=2)
     bad = os.path.join(labels, "img2.png")
-    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(bad)  # value 9 with --label_nc 4
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(bad)  # value 9 with --label_nc 2
     args = _args(root, "bad", (images, labels, codes))
     args[args.index("--batchSize") + 1] = "4"
     with pytest.raises(InputError, match=r"process \d of 2: .*img2\.png"):
@@ -167,7 +167,7 @@ def test_trainer_wraps_g_and_d_in_ddp_without_unused_parameter_search(tmp_path):
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
-        opt = default_opt(label_nc=3, ngf=4, crop_size=32, ndf=8, no_vgg_loss=True)
+        opt = default_opt(label_nc=2, ngf=4, crop_size=32, ndf=8, no_vgg_loss=True)
         opt.device, opt.lr, opt.no_TTUR, opt.D_steps_per_G = torch.device("cpu"), 1e-3, False, 1
         opt.niter, opt.niter_decay = 1, 0
         torch.manual_seed(0)
@@ -175,9 +175,9 @@ def test_trainer_wraps_g_and_d_in_ddp_without_unused_parameter_search(tmp_path):
         assert trainer.ddp_G.module is trainer.model.netG and trainer.ddp_D.module is trainer.model.netD
         assert not trainer.ddp_G.find_unused_parameters and not trainer.ddp_D.find_unused_parameters
         g = torch.Generator().manual_seed(1)
-        data = {"label": torch.randint(0, 3, (2, 1, 32, 32), generator=g),
+        data = {"label": torch.randint(0, 2, (2, 1, 32, 32), generator=g),
                 "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
-                "codes": torch.randn(2, 3, 512, generator=g), "path": ["a.png", "b.png"]}
+                "codes": torch.randn(2, 2, 512, generator=g), "path": ["a.png", "b.png"]}
         for _ in range(3):  # an unused parameter would make the second iteration fail
             trainer.train_step(data)
         assert trainer.global_step == 3
