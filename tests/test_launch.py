@@ -145,7 +145,7 @@ def _bn_model():
     (1, "cpu", nn.BatchNorm2d), (1, "cuda", nn.BatchNorm2d), (2, "cuda", nn.SyncBatchNorm), (2, "cpu", SyncBatchNorm2d),
 ])
 def test_select_batchnorm_uses_torch_layers_where_they_serve(world, device, expected):
-    net = _bn_model()
+    net = _bn_model().double()  # the dtype of the buffers carries over (float64 equivalence tests)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     affine = net[2][0].weight
     select_batchnorm(net, world, device)
@@ -154,7 +154,7 @@ def test_select_batchnorm_uses_torch_layers_where_they_serve(world, device, expe
     after = net.state_dict()
     assert after.keys() == before.keys()
     for k, v in before.items():
-        assert torch.equal(after[k], v), k
+        assert torch.equal(after[k], v) and after[k].dtype == v.dtype, k
     assert net[1].momentum == 0.1 and net[1].eps == 1e-5 and not net[1].affine
 
 

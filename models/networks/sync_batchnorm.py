@@ -133,14 +133,16 @@ class SyncBatchNorm2d(nn.Module):
         return out
 
 
-def _copy_bn_state(src, dst):
-    """Copy buffers and (affine) parameters from ``src`` to ``dst``; returns ``dst`` in ``src``'s mode."""
+def _copy_bn_state(src, cls):
+    """A ``cls`` batch norm with ``src``'s settings, buffers (device, dtype) and affine Parameter objects."""
+    dst = cls(src.num_features, eps=src.eps, momentum=src.momentum, affine=src.affine,
+              device=src.running_mean.device, dtype=src.running_mean.dtype)
     with torch.no_grad():
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             getattr(dst, name).copy_(getattr(src, name))
     if src.affine:
         dst.weight, dst.bias = src.weight, src.bias  # the same Parameter objects (optimisers keep working)
-    return dst.to(src.running_mean.device).train(src.training)
+    return dst.train(src.training)
 
 
 def select_batchnorm(module, world_size=1, device_type="cpu"):
@@ -151,18 +153,16 @@ def select_batchnorm(module, world_size=1, device_type="cpu"):
     * ``world_size > 1`` elsewhere (CPU / gloo): this layer is kept.
 
     eps, momentum, affine parameters (the same Parameter objects), running
-    statistics and the train/eval mode are carried over; state-dict keys do
-    not change. Call it before creating optimisers or DDP wrappers. Returns
+    statistics (device and dtype) and the train/eval mode are carried over;
+    state-dict keys do not change. Call it before creating optimisers or DDP wrappers. Returns
     ``module`` (changed in place; a bare :class:`SyncBatchNorm2d` is returned
     replaced).
     """
     def replacement(m):
         if world_size <= 1:
-            return _copy_bn_state(m, nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum,
-                                                    affine=m.affine))
+            return _copy_bn_state(m, nn.BatchNorm2d)
         if device_type == "cuda":
-            return _copy_bn_state(m, nn.SyncBatchNorm(m.num_features, eps=m.eps, momentum=m.momentum,
-                                                      affine=m.affine))
+            return _copy_bn_state(m, nn.SyncBatchNorm)
         return m
 
     if isinstance(module, SyncBatchNorm2d):
