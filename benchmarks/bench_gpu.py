@@ -79,7 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--label_nc", type=int, default=19)
     p.add_argument("--no_vgg", action="store_true", help="train without the VGG loss (default: with it)")
     p.add_argument("--steps", type=int, default=10, help="timed steps of this project's variants")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (compilation happens here)")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed steps before them; the first (cuDNN autotuning, compilation) is reported")
     p.add_argument("--ref_steps", type=int, default=3, help="timed steps of the reference (it is slow)")
     p.add_argument("--ref_warmup", type=int, default=1)
     p.add_argument("--tiny", action="store_true",
@@ -170,7 +171,10 @@ def run_config(args, variant, precision, task, batch):
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(args.device)
-    torch._dynamo.reset()
+    if variant == "ours_compile":
+        from torch import _dynamo  # imported only when needed: it takes seconds
+
+        _dynamo.reset()  # fresh graphs for every configuration (static shapes)
     ref = variant == "reference"
     warmup, steps = (args.ref_warmup, args.ref_steps) if ref else (args.warmup, args.steps)
     result = {"variant": variant, "precision": precision, "task": task, "batch": batch, "steps": steps}
@@ -191,10 +195,12 @@ def run_config(args, variant, precision, task, batch):
                 ctx = torch.autocast(args.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
                 with ctx:
                     model(data, "inference")
-        t0 = time.perf_counter()
-        step()  # first step: cuDNN autotuning, compilation
-        synchronize(args.device)
-        result["first_step_s"] = time.perf_counter() - t0
+        result["first_step_s"] = None
+        if warmup > 0:
+            t0 = time.perf_counter()
+            step()  # first step: cuDNN autotuning, compilation
+            synchronize(args.device)
+            result["first_step_s"] = time.perf_counter() - t0
         for _ in range(max(0, warmup - 1)):
             step()
         synchronize(args.device)
@@ -323,8 +329,9 @@ def main(argv=None):
                 for variant in args.variants:
                     r = run_config(args, variant, precision, task, batch)
                     results.append(r)
-                    shown = "OOM" if r["oom"] else (f"{r['img_per_s']:.2f} img/s, first step {r['first_step_s']:.1f} s"
-                                                    + ("" if r["peak_gib"] is None else f", peak {r['peak_gib']:.2f} GiB"))
+                    first = "" if r.get("first_step_s") is None else f", first step {r['first_step_s']:.1f} s"
+                    peak = "" if r.get("peak_gib") is None else f", peak {r['peak_gib']:.2f} GiB"
+                    shown = "OOM" if r["oom"] else f"{r['img_per_s']:.2f} img/s{first}{peak}"
                     print(f"{task:9} batch {batch:3} {precision:4} {variant:13} {shown}", flush=True)
     flops = None if args.no_flops else count_flops(args)
     if flops:
