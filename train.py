@@ -6,8 +6,10 @@ Single process (CPU or one GPU)::
         --dataset_mode custom --label_nc 19 --label_dir datasets/celeba/train/labels \
         --image_dir datasets/celeba/train/images --instance_dir datasets/celeba/train/codes
 
-Several GPUs / machines: launch the same command with ``torchrun`` (one process
-per GPU; ``--batchSize`` is the global batch). See docs/training.md.
+Several GPUs, as in the release: ``--gpu_ids 0,1,2,3`` starts one process per
+listed GPU (DistributedDataParallel; ``--batchSize`` is the global batch).
+``torchrun --nproc_per_node N train.py ...`` gives the same run and also spans
+several machines. See docs/training.md.
 """
 import sys
 import time
@@ -16,12 +18,14 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
+from models.checkpoints import checkpoint_sizes, format_bytes
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from trainers.visualizer import Visualizer
 from util import distributed as dist_util
 from util.cli import run_cli
+from util.errors import OptionError
 
 
 def seed_everything(seed):
@@ -39,13 +43,24 @@ def main(argv=None, model=None):
     """Run training with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
 
     ``model`` (optional) is a prebuilt model (tests use it: float64, frozen noise).
+    When the command line asks for several processes (``--gpu_ids 0,1,...``
+    or ``--cpu_processes N``) and none is running yet, this process starts
+    them (:func:`util.distributed.launch`), waits, and returns None; the
+    results are the checkpoint files.
     """
     options = TrainOptions()
+    argv = list(sys.argv[1:] if argv is None else argv)
     opt = options.parse(argv)
-    rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids))
-    if world_size > 1 and opt.gpu_ids:
-        opt.device = torch.device(f"cuda:{local_rank}")
-        opt.gpu_ids = [local_rank]
+    nprocs = dist_util.processes_to_launch(opt)
+    if nprocs:  # --gpu_ids 0,1,... (or --cpu_processes N): one process per GPU, as torchrun would start
+        if model is not None:
+            raise OptionError("train.main(model=...) runs in one process; it cannot start several")
+        where = ", ".join(f"cuda:{i}" for i in opt.gpu_ids) if opt.gpu_ids else f"{nprocs} CPU processes (gloo)"
+        print(f"starting {nprocs} training processes on {where}; global batch {opt.batchSize}, "
+              f"{opt.batchSize // nprocs} per process")
+        dist_util.launch(main, argv, nprocs)
+        return None
+    rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
     main_process = rank == 0
     if main_process:
         options.print_options(opt)
@@ -60,20 +75,28 @@ def main(argv=None, model=None):
 
     ddp_ids = False
     if world_size > 1:
-        ddp_ids = [local_rank] if opt.gpu_ids else None
+        ddp_ids = [opt.device.index] if opt.gpu_ids else None
     trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
     trainer.attach_ema_data(dataset, loader.batch_size)
     trainer.evaluator = build_evaluator(opt, loader.batch_size, rank, world_size)  # None without --eval_dir
+    if main_process:
+        sizes = checkpoint_sizes(trainer.model.netG, trainer.model.netD, ema=trainer.ema is not None)
+        print("checkpoint files: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in sizes.items())
+              + " (the training state for 'latest' only)")
 
     start_epoch, start_iter = 1, 0
     if opt.init_from:
         trainer.init_from(opt.init_from, opt.which_epoch, log=print if main_process else (lambda _: None))
     if opt.continue_train:
-        epoch, epoch_iter = trainer.load_train_state(opt.which_epoch)
+        epoch, epoch_iter, exact = trainer.resume(opt.which_epoch, steps_per_epoch)
         start_epoch, start_iter = (epoch + 1, 0) if epoch_iter >= steps_per_epoch else (epoch, epoch_iter)
         if main_process:
             print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
                   f"global step {trainer.global_step}")
+            if not exact:
+                print(f"note: '{opt.which_epoch}' is an epoch snapshot (net_G / net_D only, as in the release): "
+                      "the optimiser states start afresh, so this is not an exact continuation; "
+                      "--which_epoch latest resumes exactly")
     # Nothing is written under checkpoints/<name> before the options, the data, the model (VGG weights)
     # and the resume state have been validated: a run that fails validation leaves no folder behind.
     if main_process:
@@ -83,6 +106,8 @@ def main(argv=None, model=None):
     total_epochs = opt.niter + opt.niter_decay
     stop = False
     epoch = start_epoch
+    saved_latest_at = None  # global step of the last 'latest' save (no second write of the same state)
+    last_print, steps_since_print = time.time(), 0
     for epoch in range(start_epoch, total_epochs + 1):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -94,13 +119,16 @@ def main(argv=None, model=None):
         bar = tqdm(loader, total=steps_per_epoch, initial=first, desc=f"epoch {epoch}/{total_epochs}",
                    disable=not main_process, leave=False, dynamic_ncols=True)
         for data in bar:
-            t0 = time.time()
             trainer.train_step(data)
             epoch_iter += 1
+            steps_since_print += 1
             step = trainer.global_step
             if step % opt.print_freq == 0:
+                # the only point where losses are read back from the device (one sync per print)
                 losses = dist_util.all_reduce_mean(trainer.latest_losses())
-                t = (time.time() - t0) / max(1, opt.batchSize)
+                now = time.time()
+                t = (now - last_print) / (steps_since_print * opt.batchSize)  # s per image since the last print
+                last_print, steps_since_print = now, 0
                 if main_process:
                     visualizer.print_current_errors(epoch, epoch_iter, losses, t)
                     visualizer.plot_current_errors(losses, step)
@@ -114,18 +142,23 @@ def main(argv=None, model=None):
                 trainer.evaluator.run(trainer, epoch, epoch_iter, visualizer)  # on every rank (sharded)
             if main_process and (step % opt.save_latest_freq == 0 or max_reached):
                 trainer.save("latest", epoch, epoch_iter)
+                saved_latest_at = step
             if max_reached or (opt.debug and epoch_iter - first >= 3):
                 stop = bool(max_reached)
                 break
         bar.close()
-        if stop:
+        if stop and epoch_iter < steps_per_epoch:  # stopped inside the epoch
             break
         if main_process:
             if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
-                trainer.save("latest", epoch, epoch_iter)
-                trainer.save(str(epoch), epoch, epoch_iter)
+                if saved_latest_at != trainer.global_step:
+                    trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
+                    saved_latest_at = trainer.global_step
+                trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
             print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
                   f"lr {trainer.current_lr:.3g}")
+        if stop:
+            break
         dist_util.barrier()
     dist_util.barrier()
     visualizer.close()

@@ -129,7 +129,7 @@ class _CachedACE(nn.Module):
             scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
         scale = scale.view(1, c, 1, 1)
         offset = noise * ace.noise_var.view(1, c, 1, 1) * scale + shift.view(1, c, 1, 1)  # n = x·scale + offset
-        gamma_s, beta_s = ace.Spade(seg)
+        gamma_s, beta_s = ace.Spade(seg).chunk(2, dim=1)  # the SPADE branch gives [γ_s; β_s] in one tensor
         entry = self.entry
         if ace.use_style:
             g, hh = torch.sigmoid(ace.blending_gamma), torch.sigmoid(ace.blending_beta)

@@ -7,7 +7,8 @@ Layout under ``checkpoints_dir/name``:
 * ``{epoch}_net_G_ema.pth``: the averaged generator (``--ema_decay``), same keys
   as ``net_G``; ``best_net_G.pth`` / ``best_net_G_ema.pth`` from evaluation
   during training (``--eval_dir``);
-* ``{epoch}_train_state.pth`` / ``latest_train_state.pth``: everything needed
+* ``latest_train_state.pth`` (the training loop writes it for ``latest``
+  only; older runs may hold ``{epoch}_train_state.pth`` too): everything needed
   for an exact ``--continue_train`` (networks, optimisers, AMP scaler, epoch,
   iteration within the epoch, global step, RNG states of torch, CUDA, numpy and
   Python).
@@ -59,8 +60,9 @@ def train_state_path(folder, which_epoch):
 
 
 def cpu_state_dict(module):
-    """``module.state_dict()`` with every tensor detached and moved to CPU."""
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    """``module.state_dict()`` with every tensor detached, moved to CPU and stored contiguously
+    (also after ``--channels_last``, so the files are those of a plain run)."""
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in module.state_dict().items()}
 
 
 def save_network(module, path):
@@ -141,3 +143,34 @@ def load_networks(model, folder, which_epoch, log=print):
     for note in notes:
         log(f"note: {note}")
     return notes
+
+
+def tensor_bytes(state):
+    """Bytes of the tensors in a state dict (their storage payload in a checkpoint file)."""
+    return sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
+
+
+def checkpoint_sizes(netG, netD, ema=False):
+    """Expected sizes in bytes of the files one save writes, from the networks themselves.
+
+    Returns ``{"net_G", "net_D", ["net_G_ema",] "train_state"}``; the training
+    state holds both networks plus Adam's two moments of every trainable
+    parameter (about three times ``net_G + net_D``) and, with ``ema`` (the EMA
+    generator, ``--ema_decay`` > 0), the averaged generator, which is also
+    written as ``net_G_ema``. These are the tensor payloads; the files add a
+    few hundred bytes per tensor (tested). Works on meta-device modules, so the
+    sizes of a large configuration cost nothing to compute.
+    """
+    g, d = tensor_bytes(netG.state_dict()), tensor_bytes(netD.state_dict())
+    trainable = [p for net in (netG, netD) for p in net.parameters() if p.requires_grad]
+    moments = 2 * sum(p.numel() * p.element_size() for p in trainable)
+    sizes = {"net_G": g, "net_D": d}
+    if ema:
+        sizes[f"net_{EMA_NET}"] = g
+    sizes["train_state"] = g + d + moments + (g if ema else 0)
+    return sizes
+
+
+def format_bytes(n):
+    """``n`` bytes as a short string in MB / GB (powers of 1000, as ``du --si`` and file browsers show)."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"

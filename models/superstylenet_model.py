@@ -1,4 +1,6 @@
 """SuperStyleNetModel: generator, discriminator and losses behind one ``forward(data, mode)``."""
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,7 +31,20 @@ class SuperStyleNetModel(nn.Module):
     * ``'inference'`` -> generated image (B, 3, H, W), computed without grad.
 
     The model does not move itself; call ``model.to(device)``. ``forward``
-    moves the batch to the device of the parameters.
+    moves the batch to the device of the parameters (and, after
+    :meth:`set_memory_format`, to the parameters' memory format).
+
+    No step reads a value back from the device: label values are checked on
+    the CPU, before the transfer (the dataset checks every item when it reads
+    it; a batch that is already on an accelerator is not checked again). In
+    ``'generator'`` mode the discriminator's parameters are frozen while D
+    runs, so its weight gradients, which the G update never uses, are not
+    computed.
+
+    The trainer may route the gradient-carrying calls of ``netG`` (generator
+    mode) and ``netD`` (discriminator mode) through wrappers of the same
+    modules, e.g. ``DistributedDataParallel`` (:meth:`set_parallel_wrappers`);
+    parameters and state dicts stay those of ``netG`` / ``netD``.
 
     Args:
         opt: options namespace (:mod:`options`; ``options.build_options`` outside the CLI).
@@ -61,28 +76,41 @@ class SuperStyleNetModel(nn.Module):
                     vgg = networks.load_vgg19(opt.vgg_path)
                 self.criterionVGG = networks.VGGLoss(vgg)
                 self.loss_weights["VGG"] = float(opt.lambda_vgg)
+        self.memory_format = torch.contiguous_format
+        self._wrappers = {}
+
+    # ------------------------------------------------------------ run settings
+    def set_parallel_wrappers(self, netG=None, netD=None):
+        """Use ``netG`` for the generator's forward in ``'generator'`` mode and ``netD`` for D in
+        ``'discriminator'`` mode (e.g. ``DistributedDataParallel(self.netG)``).
+
+        The wrappers must wrap ``self.netG`` / ``self.netD`` themselves. Every
+        other call (G without grad in the D step, D with frozen parameters in
+        the G step, inference) uses the modules directly, so a DDP wrapper only
+        ever sees calls whose backward gives every parameter a gradient (no
+        ``find_unused_parameters``). ``None`` removes a wrapper.
+        """
+        self._wrappers = {k: v for k, v in (("netG", netG), ("netD", netD)) if v is not None}
+
+    def set_memory_format(self, memory_format):
+        """Store G, D (and VGG) weights in ``memory_format`` (e.g. ``torch.channels_last``) and feed
+        ``forward``'s image tensors in it. Returns ``self``."""
+        self.memory_format = memory_format
+        return self.to(memory_format=memory_format)
 
     # ------------------------------------------------------------------ inputs
     def device(self):
         """Device of the model's parameters."""
         return next(self.netG.parameters()).device
 
-    def preprocess_input(self, data):
-        """Batch dict -> (one-hot segmap (B, J, H, W), image (B, 3, H, W) or None, codes (B, J, 512)).
+    def check_label_range(self, label, paths):
+        """Raise InputError (naming ``paths``) unless every value of the CPU tensor ``label`` is in [0, J).
 
-        Tensors are moved to the parameters' device and cast to their dtype
-        (float32 normally; ``model.double()`` gives a float64 model, which the
-        equivalence tests use). Raises InputError (naming the batch's files)
-        for labels outside [0, J) or misshaped codes.
+        Only CPU tensors are checked: on an accelerator the check would make the
+        host wait for the device in every step.
         """
-        device = self.device()
-        dtype = next(self.netG.parameters()).dtype
-        paths = data.get("path", [])
-        label = data["label"].to(device, non_blocking=True).long()
-        if label.dim() == 3:
-            label = label.unsqueeze(1)
-        if label.dim() != 4 or label.shape[1] != 1:
-            raise InputError(f"{paths}: label batch must be (B, 1, H, W); got {tuple(data['label'].shape)}")
+        if label.device.type != "cpu" or label.numel() == 0:
+            return
         lo, hi = int(label.min()), int(label.max())
         if lo < 0 or hi >= self.label_nc:
             hint = (" (255 is the don't-care label: use --contain_dontcare_label)"
@@ -90,15 +118,36 @@ class SuperStyleNetModel(nn.Module):
                     else "")
             raise InputError(f"{paths}: label values must lie in [0, {self.label_nc - 1}]; "
                              f"found range [{lo}, {hi}]{hint}")
+
+    def preprocess_input(self, data):
+        """Batch dict -> (one-hot segmap (B, J, H, W), image (B, 3, H, W) or None, codes (B, J, 512)).
+
+        Tensors are moved to the parameters' device and memory format and cast
+        to their dtype (float32 normally; ``model.double()`` gives a float64
+        model, which the equivalence tests use). Raises InputError (naming the
+        batch's files) for labels outside [0, J) (checked on the CPU, before the
+        transfer) or misshaped codes.
+        """
+        device = self.device()
+        dtype = next(self.netG.parameters()).dtype
+        paths = data.get("path", [])
+        label = data["label"]
+        if label.dim() == 3:
+            label = label.unsqueeze(1)
+        if label.dim() != 4 or label.shape[1] != 1:
+            raise InputError(f"{paths}: label batch must be (B, 1, H, W); got {tuple(data['label'].shape)}")
+        self.check_label_range(label, paths)
+        label = label.to(device, non_blocking=True).long()
         b, _, h, w = label.shape
         segmap = torch.zeros(b, self.label_nc, h, w, device=device, dtype=dtype)
         segmap.scatter_(1, label, 1.0)
+        segmap = segmap.contiguous(memory_format=self.memory_format)
         codes = data["codes"].to(device, dtype, non_blocking=True)
         if tuple(codes.shape) != (b, self.label_nc, 512):
             raise InputError(f"{paths}: codes batch must be {(b, self.label_nc, 512)}; got {tuple(codes.shape)}")
         image = data.get("image")
         if image is not None:
-            image = image.to(device, dtype, non_blocking=True)
+            image = image.to(device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         return segmap, image, codes
 
     # ------------------------------------------------------------------ forward
@@ -117,19 +166,21 @@ class SuperStyleNetModel(nn.Module):
             return self.generator_losses(segmap, image, codes)
         return self.discriminator_losses(segmap, image, codes)
 
-    def discriminate(self, segmap, fake, real):
-        """Run D once on [fake; real] (concatenated with the segmap); returns (pred_fake, pred_real)."""
+    def discriminate(self, segmap, fake, real, netD=None):
+        """Run D (``netD``, default ``self.netD``) once on [fake; real], each concatenated with the
+        segmap; returns (pred_fake, pred_real)."""
         fake_and_real = torch.cat([torch.cat([segmap, fake], 1), torch.cat([segmap, real], 1)], 0)
-        pred = self.netD(fake_and_real)
+        pred = (netD or self.netD)(fake_and_real)
         b = fake.shape[0]
         pred_fake = [[f[:b] for f in scale] for scale in pred]
         pred_real = [[f[b:] for f in scale] for scale in pred]
         return pred_fake, pred_real
 
     def generator_losses(self, segmap, image, codes):
-        """Raw G losses and the generated image."""
-        fake = self.netG(segmap, codes)
-        pred_fake, pred_real = self.discriminate(segmap, fake, image)
+        """Raw G losses and the generated image (D's parameters get no gradient)."""
+        fake = self._wrappers.get("netG", self.netG)(segmap, codes)
+        with frozen_parameters(self.netD):
+            pred_fake, pred_real = self.discriminate(segmap, fake, image)
         losses = {"GAN": self.criterionGAN(pred_fake, True, for_discriminator=False)}
         if "GAN_Feat" in self.loss_weights:
             losses["GAN_Feat"] = networks.feature_matching_loss(pred_fake, pred_real)
@@ -141,8 +192,7 @@ class SuperStyleNetModel(nn.Module):
         """Raw D losses; the generated image is computed without grad."""
         with torch.no_grad():
             fake = self.netG(segmap, codes)
-        fake = fake.detach().requires_grad_()
-        pred_fake, pred_real = self.discriminate(segmap, fake, image)
+        pred_fake, pred_real = self.discriminate(segmap, fake, image, self._wrappers.get("netD"))
         return {
             "D_Fake": self.criterionGAN(pred_fake, False, for_discriminator=True),
             "D_real": self.criterionGAN(pred_real, True, for_discriminator=True),
@@ -158,3 +208,20 @@ class SuperStyleNetModel(nn.Module):
         if missing:
             raise KeyError(f"model.loss_weights has no weight for losses {missing}")
         return sum(self.loss_weights[k] * v for k, v in losses.items())
+
+
+@contextlib.contextmanager
+def frozen_parameters(module):
+    """Within the block, the parameters of ``module`` that require grad do not.
+
+    Autograd records no weight-gradient work for ops run inside the block;
+    gradients still flow through the module to its inputs. Restored on exit.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

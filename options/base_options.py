@@ -25,6 +25,7 @@ import os
 import sys
 
 from util.cli import HelpFormatter
+from util.distributed import local_device
 from util.errors import OptionError
 from util.io import write_text_atomic
 
@@ -40,7 +41,8 @@ RUN_SPECIFIC_OPTIONS = frozenset({
     # training
     "serial_batches", "no_flip", "load_from_opt_file", "continue_train", "init_from", "print_freq",
     "display_freq", "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "debug", "max_steps", "niter",
-    "niter_decay", "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp",
+    "niter_decay", "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "amp_dtype", "channels_last",
+    "compile", "compile_backend", "cpu_processes",
     "ema_decay", "ema_every", "ema_bn_batches", "ema_cpu", "eval_dir", "eval_freq", "eval_metric",
     "inception_path", "vgg_path",
 })
@@ -199,13 +201,24 @@ class BaseOptions:
         except ValueError as e:
             raise OptionError(f"--gpu_ids {opt.gpu_ids!r}: expected comma-separated integers, e.g. 0,1 or -1") from e
         ids = [i for i in ids if i >= 0]
+        if len(set(ids)) != len(ids):
+            raise OptionError(f"--gpu_ids {opt.gpu_ids}: a GPU id is listed more than once")
         if ids and not torch.cuda.is_available():
             print(f"[options] CUDA is not available; running on CPU (ignoring --gpu_ids {opt.gpu_ids})")
             ids = []
-        elif ids and max(ids) >= torch.cuda.device_count():
-            raise OptionError(f"--gpu_ids {opt.gpu_ids}: only {torch.cuda.device_count()} CUDA device(s) present")
+        elif ids:
+            count = torch.cuda.device_count()
+            visible = f"ids 0..{count - 1}" if count else "none"
+            if len(ids) > count:
+                raise OptionError(
+                    f"--gpu_ids {opt.gpu_ids} lists {len(ids)} GPUs, but this machine has {count} CUDA "
+                    f"device(s) ({visible}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                    f"list at most {count} id(s), e.g. --gpu_ids {','.join(str(i) for i in range(max(count, 1)))}")
+            if max(ids) >= count:
+                raise OptionError(f"--gpu_ids {opt.gpu_ids}: there is no CUDA device {max(ids)}; "
+                                  f"this machine has {count} ({visible})")
         opt.gpu_ids = ids
-        opt.device = torch.device(f"cuda:{ids[0]}") if ids else torch.device("cpu")
+        opt.device = local_device(ids)
         opt.semantic_nc = int(opt.label_nc) + (1 if opt.contain_dontcare_label else 0)
         return opt
 

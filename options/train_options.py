@@ -53,8 +53,24 @@ class TrainOptions(BaseOptions):
         g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
         g.add_argument("--D_steps_per_G", type=int, default=1,
                        help="number of discriminator updates per generator update")
+
+        g = parser.add_argument_group("speed (see docs/training.md, 'GPU training')")
         g.add_argument("--amp", action="store_true",
-                       help="mixed precision (CUDA only; ignored with a notice on CPU)")
+                       help="mixed precision: bfloat16 autocast where the GPU supports it, else float16 with a "
+                            "gradient scaler; on the CPU float32 unless --amp_dtype is given")
+        g.add_argument("--amp_dtype", type=str, default="auto", choices=("auto", "bfloat16", "float16"),
+                       help="autocast dtype for --amp (auto: bfloat16 if supported on CUDA, else float16; "
+                            "float32 on the CPU)")
+        g.add_argument("--channels_last", action="store_true",
+                       help="keep weights and image tensors in the channels-last (NHWC) memory format")
+        g.add_argument("--compile", action="store_true",
+                       help="torch.compile G, D and the VGG loss (the first steps compile: minutes at ngf 64)")
+        g.add_argument("--compile_backend", type=str, default="inductor",
+                       help="torch.compile backend for --compile (torch._dynamo.list_backends(); aot_eager "
+                            "traces without generating code)")
+        g.add_argument("--cpu_processes", type=int, default=1,
+                       help="with --gpu_ids -1: train in this many CPU processes (DistributedDataParallel over "
+                            "gloo; --batchSize stays the global batch). Several --gpu_ids start one process per id")
         parser = ema.modify_commandline_options(parser, self.is_train)
         parser = evaluator.modify_commandline_options(parser, self.is_train)
         return parser
@@ -80,3 +96,19 @@ class TrainOptions(BaseOptions):
                               "pass --no_vgg_loss")
         ema.validate_options(opt)
         evaluator.validate_options(opt)
+        self.validate_processes(opt)
+
+    @staticmethod
+    def validate_processes(opt):
+        """--cpu_processes and the global batch against the number of training processes."""
+        from util.distributed import planned_world_size
+
+        if opt.cpu_processes < 1:
+            raise OptionError(f"--cpu_processes {opt.cpu_processes}: must be at least 1")
+        if opt.cpu_processes > 1 and opt.gpu_ids:
+            raise OptionError(f"--cpu_processes {opt.cpu_processes} needs --gpu_ids -1 "
+                              f"(several --gpu_ids already start one process per GPU)")
+        world = planned_world_size(opt)
+        if opt.batchSize % world:
+            raise OptionError(f"--batchSize {opt.batchSize} is the global batch and must be divisible by the "
+                              f"number of processes ({world})")

@@ -4,7 +4,11 @@
 box, a disc; every class a random flat colour per image) with stand-in
 mean-colour codes and a ``classes.txt``, saves the options (``opt.json``) and
 trains a generator (ngf 4, crop 32) for 25 Adam steps on an L1
-reconstruction loss. Because the class colours differ per image, the
+reconstruction loss, in float64 (then stored in float32), so that the
+trained weights do not depend on the order of float32 sums: with float32,
+a change in rounding alone (fused elementwise ops in ACE) moved the disc's
+red response to a colour edit from 42 to 6 grey levels; in float64 the two
+arithmetic orders give the same model to the printed digit. Because the class colours differ per image, the
 generator has to read them from the codes; untrained, codes change almost
 nothing (the style path starts near zero). Single-threaded: a few seconds.
 """
@@ -71,22 +75,25 @@ def build_tiny_trained(root, name="tiny"):
                          "--display_winsize", str(SIZE)])
     options.save_options(opt)  # opt.json: the CLIs reload the architecture from it
     torch.manual_seed(0)
-    model = create_model(opt)
-    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in samples])
+    # trained in float64, then stored in float32: Adam turns float32 rounding noise in parameters whose true
+    # gradient is zero (conv biases before BatchNorm) into steps of about lr, which made the trained model,
+    # and the edit effects the tests measure, depend on the order of float32 sums (kernels, fused ops)
+    model = create_model(opt).double()
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).double() / 127.5 - 1 for s in samples])
     labels = torch.stack([torch.from_numpy(s.label.astype(np.int64))[None] for s in samples])
-    codes = torch.stack([normalise_codes(s.codes, LABEL_NC) for s in samples])
+    codes = torch.stack([normalise_codes(s.codes, LABEL_NC) for s in samples]).double()
     optimiser = torch.optim.Adam(model.netG.parameters(), lr=2e-3, betas=(0.5, 0.999))
     model.train()
     for _ in range(25):
         idx = torch.from_numpy(rng.choice(N_SAMPLES, 4, replace=False))
-        segmap = torch.zeros(4, LABEL_NC, SIZE, SIZE).scatter_(1, labels[idx], 1.0)
+        segmap = torch.zeros(4, LABEL_NC, SIZE, SIZE, dtype=torch.float64).scatter_(1, labels[idx], 1.0)
         loss = (model.netG(segmap, codes[idx]) - images[idx]).abs().mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    model.eval()
+    model.float().eval()
     with torch.no_grad():  # spectral norm's weights recomputed without autograd history: the model can be deep-copied
-        model.netG(segmap[:1], codes[:1])
+        model.netG(segmap[:1].float(), codes[:1].float())
     save_network(model.netG, network_path(os.path.join(ckpt, name), "latest", "G"))
     return types.SimpleNamespace(root=root, ds=ds, ckpt=ckpt, name=name, opt=opt, model=model, samples=samples)
 

@@ -23,6 +23,19 @@ The averaged generator (``trainers/ema.py``, ``--ema_decay``) is updated after
 every G step and written with every checkpoint (``*_net_G_ema.pth`` and inside
 the training state); an evaluator (``trainers/evaluator.py``) attached as
 ``trainer.evaluator`` has its best-so-far record saved in the training state.
+
+Run settings (see docs/training.md, "GPU training"), applied in this order
+when the trainer is built: batch norm chosen for the run
+(:func:`models.networks.sync_batchnorm.select_batchnorm`: torch's BatchNorm
+in one process, torch's SyncBatchNorm for several CUDA processes, the
+project's gloo-capable layer for several CPU processes); ``--channels_last``;
+``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
+parameter names and checkpoints do not change); DistributedDataParallel
+around G and D separately, without ``find_unused_parameters``. On CUDA,
+TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
+fused kernel. ``--amp`` autocasts to :func:`amp_dtype`; only float16 uses a
+GradScaler. No step reads a value back from the device: the losses are kept
+as tensors and read when they are printed (:meth:`latest_losses`).
 """
 import contextlib
 import os
@@ -32,7 +45,7 @@ import torch
 from models import checkpoints as ckpt
 from models import create_model
 from trainers.ema import GeneratorEMA
-from util.errors import CheckpointError
+from util.errors import CheckpointError, OptionError
 
 
 def learning_rate_for_epoch(opt, epoch):
@@ -46,6 +59,37 @@ def learning_rate_for_epoch(opt, epoch):
 def split_lr(opt, lr):
     """``(G lr, D lr)`` for base ``lr``: TTUR halves G and doubles D unless ``--no_TTUR``."""
     return (lr, lr) if opt.no_TTUR else (lr / 2.0, lr * 2.0)
+
+
+def amp_dtype(opt):
+    """The autocast dtype of ``--amp`` / ``--amp_dtype`` on ``opt.device``, or None for float32.
+
+    CUDA: bfloat16 where the GPU supports it (compute capability 8.0 and
+    later), float16 otherwise; ``--amp_dtype`` forces one (bfloat16 on a GPU
+    without it is an OptionError). CPU: float32 unless ``--amp_dtype`` names a
+    dtype: CPU autocast is rarely faster for this model's convolutions without
+    AMX-class hardware, and it would change the results of every CPU run.
+    """
+    if not opt.amp:
+        return None
+    choice = opt.amp_dtype
+    if opt.device.type == "cuda":
+        if choice == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if choice == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise OptionError(f"--amp_dtype bfloat16: {torch.cuda.get_device_name(opt.device)} does not "
+                              "support bfloat16; use --amp_dtype float16 (or auto)")
+        return getattr(torch, choice)
+    if choice == "auto":
+        return None
+    return getattr(torch, choice)
+
+
+def configure_cuda():
+    """TF32 for float32 matmuls and convolutions, cuDNN autotuning (fixed input sizes)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
 
 
 class SuperStyleNetTrainer:
@@ -62,30 +106,72 @@ class SuperStyleNetTrainer:
     """
 
     def __init__(self, opt, model=None, ddp_device_ids=False):
+        from models.networks.sync_batchnorm import select_batchnorm
+        from util import distributed as dist_util
+
         self.opt = opt
         if model is None:
             model = create_model(opt)
-        self.model = model.to(opt.device)
+        device = opt.device
+        if device.type == "cuda":
+            configure_cuda()
+        self.model = model.to(device)
+        distributed = ddp_device_ids is not False
+        select_batchnorm(self.model, dist_util.get_world_size() if distributed else 1, device.type)
+        if opt.channels_last:
+            self.model.set_memory_format(torch.channels_last)
         self.model.train()
-        self.module = self.model
-        if ddp_device_ids is not False:
-            self.module = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ddp_device_ids, find_unused_parameters=True)
-        self.use_amp = bool(opt.amp) and opt.device.type == "cuda"
-        if opt.amp and not self.use_amp:
-            print("[trainer] --amp needs CUDA; training in float32")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # the averaged generator copies netG as it is now: batch norm chosen, memory format set, not compiled
+        self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
+        if opt.compile:
+            self.compile_networks()
+        if distributed:
+            self.wrap_distributed(ddp_device_ids)
+        self.amp_dtype = amp_dtype(opt)
+        if opt.amp and self.amp_dtype is None:
+            print("[trainer] --amp: float32 on the CPU (pass --amp_dtype bfloat16 to autocast there anyway)")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer_G, self.optimizer_D = self.create_optimizers()
         self.global_step = 0
         self.g_losses, self.d_losses = {}, {}
         self.generated = None
         self.set_epoch_lr(1)
-        self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
         self.evaluator = None  # set by train.py with --eval_dir
+
+    # ------------------------------------------------------------ run settings
+    def compile_networks(self):
+        """``torch.compile`` G, D and the VGG loss in place (names and state dicts unchanged).
+
+        Static shapes (the training batch never changes). The backend is
+        ``--compile_backend`` (inductor by default; ``aot_eager`` traces without
+        generating code, which the CPU test uses because inductor's C++
+        compilation takes many minutes on a small CPU).
+        """
+        kw = {"dynamic": False, "backend": self.opt.compile_backend}
+        self.model.netG.compile(**kw)
+        self.model.netD.compile(**kw)
+        if hasattr(self.model, "criterionVGG"):
+            self.model.criterionVGG.compile(**kw)
+
+    def wrap_distributed(self, device_ids):
+        """DistributedDataParallel around netG and netD, each on its own.
+
+        Every parameter of G receives a gradient in the G step and every
+        parameter of D in the D step; the calls without such a gradient (G
+        under no_grad in the D step, D with frozen parameters in the G step)
+        bypass the wrappers (see ``SuperStyleNetModel.set_parallel_wrappers``),
+        so ``find_unused_parameters`` stays off.
+        """
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        kw = dict(device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=True)
+        self.ddp_G = DDP(self.model.netG, **kw)
+        self.ddp_D = DDP(self.model.netD, **kw)
+        self.model.set_parallel_wrappers(netG=self.ddp_G, netD=self.ddp_D)
 
     # ------------------------------------------------------------ optimisation
     def create_optimizers(self):
-        """Adam for G and D with TTUR (or ``--no_TTUR``) settings."""
+        """Adam for G and D with TTUR (or ``--no_TTUR``) settings (fused kernels on CUDA)."""
         opt = self.opt
         if opt.no_TTUR:
             betas = (opt.beta1, opt.beta2)
@@ -94,8 +180,9 @@ class SuperStyleNetTrainer:
         lr_g, lr_d = split_lr(opt, opt.lr)
         g_params = [p for p in self.model.netG.parameters() if p.requires_grad]
         d_params = [p for p in self.model.netD.parameters() if p.requires_grad]
-        return (torch.optim.Adam(g_params, lr=lr_g, betas=betas),
-                torch.optim.Adam(d_params, lr=lr_d, betas=betas))
+        kw = {"fused": True} if opt.device.type == "cuda" else {}
+        return (torch.optim.Adam(g_params, lr=lr_g, betas=betas, **kw),
+                torch.optim.Adam(d_params, lr=lr_d, betas=betas, **kw))
 
     def set_epoch_lr(self, epoch):
         """Apply the schedule's learning rates for 1-based ``epoch``; returns the base lr."""
@@ -113,35 +200,35 @@ class SuperStyleNetTrainer:
         return self.model.weighted_sum(losses)
 
     def _autocast(self):
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        if self.amp_dtype is not None:
+            return torch.autocast(device_type=self.opt.device.type, dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
     def run_generator_one_step(self, data):
-        """One generator update on batch ``data``; returns the raw losses (dict of floats)."""
+        """One generator update on batch ``data``; returns the raw losses (dict of detached 0-dim tensors)."""
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
-            losses, generated = self.module(data, "generator")
+            losses, generated = self.model(data, "generator")
             total = self.weighted_loss(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_G)
         self.scaler.update()
         if self.ema is not None:
             self.ema.step(self.model.netG)
-        self.g_losses = {k: float(v.detach()) for k, v in losses.items()}
+        self.g_losses = {k: v.detach() for k, v in losses.items()}
         self.generated = generated.detach()
         return self.g_losses
 
     def run_discriminator_one_step(self, data):
-        """One discriminator update on batch ``data``; returns the raw losses (dict of floats)."""
+        """One discriminator update on batch ``data``; returns the raw losses (dict of detached 0-dim tensors)."""
         self.optimizer_D.zero_grad(set_to_none=True)
         with self._autocast():
-            losses = self.module(data, "discriminator")
+            losses = self.model(data, "discriminator")
             total = self.weighted_loss(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_D)
         self.scaler.update()
-        self.d_losses = {k: float(v.detach()) for k, v in losses.items()}
+        self.d_losses = {k: v.detach() for k, v in losses.items()}
         return self.d_losses
 
     def train_step(self, data):
@@ -152,8 +239,12 @@ class SuperStyleNetTrainer:
         self.global_step += 1
 
     def latest_losses(self):
-        """Raw losses of the latest G and D steps (dict name -> float)."""
-        return {**self.g_losses, **self.d_losses}
+        """Raw losses of the latest G and D steps (dict name -> float), read from the device in one transfer."""
+        losses = {**self.g_losses, **self.d_losses}
+        if not losses:
+            return {}
+        values = torch.stack([v.float() for v in losses.values()]).tolist()
+        return dict(zip(losses, values))
 
     # ------------------------------------------------------------ EMA generator
     def attach_ema_data(self, dataset, batch_size):
@@ -192,6 +283,9 @@ class SuperStyleNetTrainer:
         statistics recomputed), which is also part of the training state.
 
         ``epoch`` (1-based) and ``epoch_iter`` (batches done in it) say where to resume.
+        The training loop keeps the full state for ``latest`` only; epoch
+        snapshots are ``net_G`` / ``net_D``, as in the release (the state holds
+        both networks and both Adam states, about 3x their size).
         """
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
@@ -216,6 +310,48 @@ class SuperStyleNetTrainer:
         if self.ema is not None:
             ckpt.torch_save_atomic(self.ema.network_state_dict(self.model.netG, self.opt.device),
                                    ckpt.network_path(folder, which_epoch, ckpt.EMA_NET))
+
+    def resume(self, which_epoch, steps_per_epoch):
+        """Restore a run for ``--continue_train``; returns ``(epoch, epoch_iter, exact)``.
+
+        With ``{which_epoch}_train_state.pth`` present (always for ``latest``):
+        :meth:`load_train_state`, an exact continuation. An epoch snapshot
+        (``N_net_G.pth`` / ``N_net_D.pth`` only) is resumed as the release did:
+        the weights are loaded, the Adam states start afresh, training goes on
+        with epoch N+1 (global step N·steps_per_epoch); the EMA generator
+        continues from ``N_net_G_ema.pth`` when that exists, else from the
+        loaded weights. Raises :class:`CheckpointError` when neither exists.
+        """
+        folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
+        which = str(which_epoch)
+        if os.path.isfile(ckpt.train_state_path(folder, which)) or not which.isdigit():
+            epoch, epoch_iter = self.load_train_state(which)
+            return epoch, epoch_iter, True
+        for net in ("G", "D"):
+            path = ckpt.network_path(folder, which, net)
+            if not os.path.isfile(path):
+                raise CheckpointError(f"{path}: not found; --continue_train --which_epoch {which} needs "
+                                      f"{which}_net_G.pth and {which}_net_D.pth (or {which}_train_state.pth)")
+        ckpt.load_networks(self.model, folder, which)  # this project's files or the release's
+        epoch = int(which)
+        self.global_step = epoch * int(steps_per_epoch)
+        self.set_epoch_lr(epoch)
+        if self.ema is not None:
+            self._resume_ema_from_snapshot(ckpt.network_path(folder, which, ckpt.EMA_NET))
+        return epoch, int(steps_per_epoch), False
+
+    def _resume_ema_from_snapshot(self, path):
+        """Continue the average from the snapshot's ``*_net_G_ema.pth``, or restart it from netG."""
+        from trainers.ema import EMA_STATE_VERSION
+
+        if not os.path.isfile(path):
+            print(f"note: {path} not found; the EMA generator restarts from the loaded weights")
+            self.ema.reset_to(self.model.netG)
+            return
+        g_steps = -(-self.global_step // self.opt.D_steps_per_G)  # generator steps done so far
+        self.ema.load_state_dict({"version": EMA_STATE_VERSION, "module": ckpt.load_torch_file(path, "EMA generator"),
+                                  "num_steps": g_steps, "num_updates": g_steps // self.ema.every,
+                                  "decay": self.ema.decay, "every": self.ema.every, "prepared": False}, path)
 
     def load_train_state(self, which_epoch):
         """Restore everything from ``{which_epoch}_train_state.pth``; returns ``(epoch, epoch_iter)``.

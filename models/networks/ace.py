@@ -17,6 +17,15 @@ style codes (B, J, 512):
    concatenated (small) kernels; the bias is added once;
    blend ``γ = σ(g)γ_a + (1-σ(g))γ_s``, ``β = σ(h)β_a + (1-σ(h))β_s``;
 6. ``out = norm(x) · (1 + γ) + β``.
+
+Elementwise work is fused where that is free: the noise is one ``addcmul``;
+γ_s and β_s come from one conv over the concatenated ``mlp_gamma``/``mlp_beta``
+kernels; the style bias is added inside the grouped conv; both blends are
+one ``lerp``; the output is one ``addcmul``. Parameters and state-dict keys
+are those of the plain formulation. The segmap is resized only when its size
+differs from the feature map's (:class:`StyleResBlock` resizes it once for
+its two or three ACEs). Under autocast the noise scale and the blend weights
+follow the activations' dtype, so no elementwise op falls back to float32.
 """
 import torch
 import torch.nn as nn
@@ -50,7 +59,12 @@ class PerClassLinear(nn.Module):
 
 
 class SpadeBranch(nn.Module):
-    """SPADE modulation from the segmap: (B, J, H, W) -> (γ_s, β_s), each (B, Cn, H, W)."""
+    """SPADE modulation from the segmap.
+
+    forward(segmap): (B, J, H, W) -> (B, 2·Cn, H, W), γ_s on the first Cn
+    channels and β_s on the last Cn: ``mlp_gamma`` and ``mlp_beta`` run as one
+    conv over their concatenated kernels (same result as two convs).
+    """
 
     def __init__(self, label_nc, norm_nc, hidden=SPADE_HIDDEN):
         super().__init__()
@@ -60,7 +74,9 @@ class SpadeBranch(nn.Module):
 
     def forward(self, segmap):
         actv = self.mlp_shared(segmap)
-        return self.mlp_gamma(actv), self.mlp_beta(actv)
+        weight = torch.cat([self.mlp_gamma.weight, self.mlp_beta.weight])
+        bias = torch.cat([self.mlp_gamma.bias, self.mlp_beta.bias])
+        return F.conv2d(actv, weight, bias, padding=1)
 
 
 def style_modulation(mu, segmap, weights, biases):
@@ -79,6 +95,7 @@ def style_modulation(mu, segmap, weights, biases):
         biases: sequence of matching (Co_i,) biases, added once.
     Returns:
         (B, ΣCo_i, H, W): the outputs of the convs on M, concatenated on channels.
+        The bias is added inside the conv (repeated once per group).
     """
     b, j, h, w = segmap.shape
     kh, kw = weights[0].shape[2:]
@@ -86,8 +103,9 @@ def style_modulation(mu, segmap, weights, biases):
     kernels = torch.cat([torch.matmul(mu.reshape(1, b * j, -1), wt.flatten(2)) for wt in weights], dim=0)
     co = kernels.shape[0]
     kernels = kernels.view(co, b, j, kh, kw).transpose(0, 1).reshape(b * co, j, kh, kw)
-    out = F.conv2d(segmap.reshape(1, b * j, h, w), kernels, padding=(kh // 2, kw // 2), groups=b)
-    return out.view(b, co, h, w) + torch.cat(list(biases)).view(1, co, 1, 1)
+    bias = torch.cat(list(biases)).repeat(b)
+    out = F.conv2d(segmap.reshape(1, b * j, h, w), kernels, bias, padding=(kh // 2, kw // 2), groups=b)
+    return out.view(b, co, h, w)
 
 
 class ACE(nn.Module):
@@ -118,31 +136,42 @@ class ACE(nn.Module):
             self.blending_beta = nn.Parameter(torch.zeros(1))
 
     def add_noise(self, x):
-        """x + N(0,1) noise of shape (B, 1, H, W) scaled per channel by ``noise_var``."""
+        """x + N(0,1) noise of shape (B, 1, H, W) scaled per channel by ``noise_var`` (one addcmul)."""
         b, c, h, w = x.shape
         noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
-        return x + noise * self.noise_var.view(1, c, 1, 1)
+        return torch.addcmul(x, noise, self.noise_var.view(1, c, 1, 1).to(x.dtype))
 
     def style_vectors(self, codes):
         """μ = relu(W_j GSAS(s)_j + b_j): (B, J, 512) -> (B, J, 512)."""
         return F.relu(self.fc_mu(self.Gsas(codes)))
 
     def style_gamma_beta(self, mu, segmap):
-        """γ_a, β_a (each (B, Cn, H, W)) from μ (B, J, 512) and the resized segmap (B, J, H, W)."""
-        out = style_modulation(mu, segmap, (self.conv_gamma.weight, self.conv_beta.weight),
-                               (self.conv_gamma.bias, self.conv_beta.bias))
-        return out.chunk(2, dim=1)
+        """[γ_a; β_a] (B, 2·Cn, H, W) from μ (B, J, 512) and the resized segmap (B, J, H, W)."""
+        return style_modulation(mu, segmap, (self.conv_gamma.weight, self.conv_beta.weight),
+                                (self.conv_gamma.bias, self.conv_beta.bias))
 
     def forward(self, x, segmap, codes=None):
         normalized = self.param_free_norm(self.add_noise(x))
-        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
-        gamma, beta = self.Spade(segmap)
+        if segmap.shape[2:] != x.shape[2:]:
+            segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        gamma_beta = self.Spade(segmap)  # [γ_s; β_s]
         if self.use_style:
             if codes is None:
                 raise ValueError("ACE with a style branch needs codes of shape (B, J, 512)")
-            gamma_a, beta_a = self.style_gamma_beta(self.style_vectors(codes), segmap)
-            g = torch.sigmoid(self.blending_gamma)
-            h = torch.sigmoid(self.blending_beta)
-            gamma = g * gamma_a + (1.0 - g) * gamma
-            beta = h * beta_a + (1.0 - h) * beta
-        return normalized * (1.0 + gamma) + beta
+            style = self.style_gamma_beta(self.style_vectors(codes), segmap)  # [γ_a; β_a]
+            if not style.is_contiguous(memory_format=_memory_format(gamma_beta)):
+                style = style.contiguous(memory_format=_memory_format(gamma_beta))
+            # γ = σ(g)·γ_a + (1 - σ(g))·γ_s, β likewise with σ(h): one lerp with per-channel weights
+            c = x.shape[1]
+            weight = torch.cat([torch.sigmoid(self.blending_gamma).expand(c),
+                                torch.sigmoid(self.blending_beta).expand(c)])
+            gamma_beta = torch.lerp(gamma_beta, style, weight.view(1, 2 * c, 1, 1).to(gamma_beta.dtype))
+        gamma, beta = gamma_beta.chunk(2, dim=1)
+        return torch.addcmul(beta, normalized, 1.0 + gamma)
+
+
+def _memory_format(t):
+    """torch.channels_last when ``t`` (4-D) is stored channels-last (and not also plainly contiguous)."""
+    if t.is_contiguous() or not t.is_contiguous(memory_format=torch.channels_last):
+        return torch.contiguous_format
+    return torch.channels_last

@@ -33,6 +33,7 @@ class StyleResBlock(nn.Module):
             self.ace_s = ACE(fin, label_nc, use_style)
 
     def forward(self, x, segmap, codes):
+        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")  # once for all ACEs of the block
         x_s = self.conv_s(self.ace_s(x, segmap, codes)) if self.learned_shortcut else x
         dx = self.conv_0(F.leaky_relu(self.ace_0(x, segmap, codes), 0.2))
         dx = self.conv_1(F.leaky_relu(self.ace_1(dx, segmap, codes), 0.2))

@@ -54,7 +54,9 @@ class GANLoss(nn.Module):
         self.gan_mode = gan_mode
 
     def single_scale(self, x, target_is_real, for_discriminator):
-        """Loss of one logit tensor ``x``; a scalar."""
+        """Loss of one logit tensor ``x``; a scalar, at least float32 (also under autocast)."""
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
         if self.gan_mode == "hinge":
             if for_discriminator:
                 return F.relu(1.0 - x).mean() if target_is_real else F.relu(1.0 + x).mean()

@@ -19,6 +19,15 @@
   as NCCL (``torch.nn.SyncBatchNorm`` supports CUDA only).
 
 Every rank must call the layer the same number of times per step (collective).
+No value is read back to the host: the global element count stays a tensor.
+
+Which implementation runs is decided by :func:`select_batchnorm`, which the
+trainer calls once the process group is known: torch's own ``nn.BatchNorm2d``
+in a single process, torch's ``nn.SyncBatchNorm`` (fused CUDA kernels) when
+running distributed on CUDA, and this layer only where torch's does not serve:
+distributed on the CPU (gloo). The networks are built with this layer as the
+marker "batch norm that synchronises when distributed"; all three have the
+same state-dict keys, so checkpoints move freely between them.
 """
 import torch
 import torch.nn as nn
@@ -114,11 +123,53 @@ class SyncBatchNorm2d(nn.Module):
         centred = x - mean.view(1, c, 1, 1)
         var = AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3))) / count
         with torch.no_grad():
-            n = count.item()
-            unbiased = var * (n / max(n - 1.0, 1.0))
+            # unbiased running variance, n / (n - 1) kept on the device (no host sync)
+            unbiased = var * (count / (count - 1.0).clamp(min=1.0))
             self.running_mean.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
             self.running_var.mul_(1.0 - self.momentum).add_(self.momentum * unbiased.detach())
         out = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         return out
+
+
+def _copy_bn_state(src, cls):
+    """A ``cls`` batch norm with ``src``'s settings, buffers (device, dtype) and affine Parameter objects."""
+    dst = cls(src.num_features, eps=src.eps, momentum=src.momentum, affine=src.affine,
+              device=src.running_mean.device, dtype=src.running_mean.dtype)
+    with torch.no_grad():
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            getattr(dst, name).copy_(getattr(src, name))
+    if src.affine:
+        dst.weight, dst.bias = src.weight, src.bias  # the same Parameter objects (optimisers keep working)
+    return dst.train(src.training)
+
+
+def select_batchnorm(module, world_size=1, device_type="cpu"):
+    """Replace every :class:`SyncBatchNorm2d` in ``module`` by the best implementation for the run.
+
+    * ``world_size == 1``: ``nn.BatchNorm2d`` (same arithmetic as this layer in one process);
+    * ``world_size > 1`` on CUDA: ``nn.SyncBatchNorm`` (torch's fused kernels, no host sync);
+    * ``world_size > 1`` elsewhere (CPU / gloo): this layer is kept.
+
+    eps, momentum, affine parameters (the same Parameter objects), running
+    statistics (device and dtype) and the train/eval mode are carried over;
+    state-dict keys do not change. Call it before creating optimisers or DDP wrappers. Returns
+    ``module`` (changed in place; a bare :class:`SyncBatchNorm2d` is returned
+    replaced).
+    """
+    def replacement(m):
+        if world_size <= 1:
+            return _copy_bn_state(m, nn.BatchNorm2d)
+        if device_type == "cuda":
+            return _copy_bn_state(m, nn.SyncBatchNorm)
+        return m
+
+    if isinstance(module, SyncBatchNorm2d):
+        return replacement(module)
+    for name, child in list(module.named_children()):
+        if isinstance(child, SyncBatchNorm2d):
+            setattr(module, name, replacement(child))
+        else:
+            select_batchnorm(child, world_size, device_type)
+    return module

@@ -1,0 +1,107 @@
+"""``--compile``: a compiled training run gives the result of the eager run (CPU).
+
+The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``);
+one training step then runs five graphs (G with grad, D with frozen
+parameters and the VGG loss in the G step, G without grad and D in the D
+step). The test runs
+two full ``train_step``s (G and D updates with Adam, noise injection on) in
+an eager and a compiled trainer built from the same seed and compares:
+
+* the losses of the first step (same weights, same batch, same noise draws);
+* every gradient that the optimisers apply in both steps, to a fraction of
+  the largest gradient of that step;
+* the losses of the second step, which runs on the updated weights.
+
+The compiled graphs evaluate the same float32 operations, possibly
+decomposed and in another order, so each value may differ by float32
+rounding accumulated over the network's depth: about 1e-7 relative per
+operation, a few hundred operations deep. The bounds (losses 1e-4 relative,
+gradients 1e-4 of the step's largest gradient) leave a margin of 10x over
+that; a wrong graph (a missed input, a stale weight, the wrong noise) moves
+values by orders of magnitude more.
+
+Backends: ``aot_eager`` (TorchDynamo capture and AOTAutograd's joint
+forward/backward graphs, run by eager kernels) always runs; ``inductor``
+(generated C++ kernels, what ``--compile`` uses) needs minutes of C++
+compilation on a 2-core CPU, so it runs only with
+``SUPERSTYLENET_SLOW_TESTS=1``, using inductor's ``fallback_random`` so that
+the noise draws match the eager run.
+"""
+import os
+
+import pytest
+import torch
+
+from models import create_model
+from models.networks import VGG19Features, vgg19_conv_stack
+from options import build_options
+from trainers.superstylenet_trainer import SuperStyleNetTrainer
+
+
+def _opt(compiled, backend):
+    return build_options(True, label_nc=2, ngf=4, crop_size=32, ndf=8, num_D=1, n_layers_D=2, gpu_ids="-1",
+                         lr=1e-3, niter=1, niter_decay=0, compile=compiled, compile_backend=backend)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    return {"label": torch.randint(0, 2, (2, 1, 32, 32), generator=g),
+            "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+            "codes": torch.randn(2, 2, 512, generator=g), "path": ["a.png", "b.png"]}
+
+
+def _run(compiled, backend):
+    """Two training steps; returns (losses per step, gradients applied per optimiser step)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    torch.manual_seed(0)
+    opt = _opt(compiled, backend)
+    model = create_model(opt, vgg=VGG19Features(vgg19_conv_stack()))
+    with torch.no_grad():  # a nonzero noise scale, so that the noise draws matter
+        for name, p in model.named_parameters():
+            if name.endswith("noise_var"):
+                p.fill_(0.1)
+    trainer = SuperStyleNetTrainer(opt, model=model)
+    grads = []
+    handle = register_optimizer_step_pre_hook(lambda o, a, k: grads.append(
+        [p.grad.detach().clone() for group in o.param_groups for p in group["params"]]))
+    losses = []
+    try:
+        data = _batch()
+        torch.manual_seed(7)
+        for _ in range(2):
+            trainer.train_step(data)
+            losses.append(trainer.latest_losses())
+    finally:
+        handle.remove()
+    return losses, grads
+
+
+@pytest.mark.parametrize("backend", [
+    "aot_eager",
+    pytest.param("inductor", marks=pytest.mark.skipif(
+        not os.environ.get("SUPERSTYLENET_SLOW_TESTS"),
+        reason="inductor compiles C++ for minutes on a small CPU; set SUPERSTYLENET_SLOW_TESTS=1")),
+])
+def test_compiled_training_steps_match_eager(backend, monkeypatch):
+    import torch._dynamo
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    torch._dynamo.reset()
+    try:
+        eager_losses, eager_grads = _run(False, backend)
+        comp_losses, comp_grads = _run(True, backend)
+    finally:
+        torch._dynamo.reset()
+    assert set(eager_losses[0]) == {"GAN", "GAN_Feat", "VGG", "D_Fake", "D_real"}
+    for step in range(2):
+        for k, v in eager_losses[step].items():
+            assert comp_losses[step][k] == pytest.approx(v, rel=1e-4, abs=1e-6), f"step {step + 1}: {k}"
+    assert len(eager_grads) == len(comp_grads) == 4  # G, D, G, D
+    for i, (ref_step, got_step) in enumerate(zip(eager_grads, comp_grads)):
+        scale = max(float(g.abs().max()) for g in ref_step)
+        assert scale > 0
+        for j, (ref, got) in enumerate(zip(ref_step, got_step)):
+            err = float((ref - got).abs().max())
+            assert err <= 1e-4 * scale, f"optimiser step {i}, parameter {j}: gradient differs by {err:.3g}"
