@@ -228,7 +228,7 @@ def _entry_scripts(tmp_path):
              "datasets/prepare_celebamask_hq.py": ["--root", "r", "--out_dir", "o"],
              "datasets/prepare_cityscapes.py": ["--root", "r", "--out_dir", "o"],
              "datasets/prepare_cmp_facade.py": ["--input_dirs", "a", "--out_dir", "o"],
-             "scripts/demo.py": []}
+             "scripts/demo.py": [], "scripts/checkpoint_sizes.py": []}
     for script, req in plain.items():
         module = _load_script(script)
         main = module.main if script != "scripts/demo.py" else module.parse_args
