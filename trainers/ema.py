@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from util.checkpoint import cpu_state_dict
 from util.errors import CheckpointError, OptionError
 
 EMA_STATE_VERSION = 1
@@ -269,7 +270,7 @@ class GeneratorEMA:
     def state_dict(self):
         """Everything an exact resume needs (CPU tensors)."""
         return {"version": EMA_STATE_VERSION,
-                "module": {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()},
+                "module": cpu_state_dict(self.module),
                 "num_steps": int(self.num_steps), "num_updates": int(self.num_updates),
                 "decay": self.decay, "every": self.every,
                 "prepared": self._prepared_at == self.num_steps}
@@ -292,5 +293,5 @@ class GeneratorEMA:
     def network_state_dict(self, netG, device=None):
         """CPU state_dict of the prepared average, as written to ``*_net_G_ema.pth``."""
         module = self.prepare(netG, device)
-        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        return cpu_state_dict(module)  # contiguous CPU tensors, also after --channels_last
 
