@@ -86,7 +86,7 @@ def test_mixed_precision_training_step_on_cpu(dtype, scaled):
 def test_channels_last_run_gives_the_same_losses_and_plain_checkpoints(tmp_path):
     """--channels_last changes the memory layout only: same first-step losses, contiguous checkpoint tensors."""
     import train
-    from data.demo_data import build_synthetic_dataset
+    from tests._synthetic import build_synthetic_dataset
 
     images, labels, codes = build_synthetic_dataset(str(tmp_path / "data"), n=2, size=32, label_nc=2)
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from util.checkpoint import cpu_state_dict
+from models.checkpoints import cpu_state_dict
 from util.errors import CheckpointError, OptionError
 
 EMA_STATE_VERSION = 1
