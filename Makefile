@@ -29,7 +29,7 @@ ui-deps: $(UI_STAMP)
 	  echo "note: no Chromium found; the browser test needs: apt-get install chromium chromium-driver"
 
 test: $(TEST_DEPS)
-	$(BIN)/python -m pytest -q tests --durations=10
+	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --durations=10
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
