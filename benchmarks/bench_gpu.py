@@ -152,6 +152,9 @@ def build(args, variant, precision, task):
     if opt.channels_last:
         model.set_memory_format(torch.channels_last)
     if opt.compile:
+        from models.networks.compile_support import make_compile_safe
+
+        make_compile_safe(model.netG)
         model.netG.compile(dynamic=False)
     model.eval()
     model.amp_dtype = amp_dtype(opt)

@@ -29,7 +29,7 @@ when the trainer is built: batch norm chosen for the run
 (:func:`models.networks.sync_batchnorm.select_batchnorm`: torch's BatchNorm
 in one process, torch's SyncBatchNorm for several CUDA processes, the
 project's gloo-capable layer for several CPU processes); ``--channels_last``;
-``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
+the EMA generator's copy of G; ``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
 parameter names and checkpoints do not change); DistributedDataParallel
 around G and D separately, without ``find_unused_parameters``. On CUDA,
 TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
@@ -142,14 +142,20 @@ class SuperStyleNetTrainer:
     def compile_networks(self):
         """``torch.compile`` G, D and the VGG loss in place (names and state dicts unchanged).
 
-        Static shapes (the training batch never changes). The backend is
+        Static shapes (the training batch never changes). Spectral norm's
+        power iteration is moved out of the compiled graphs first
+        (:mod:`models.networks.compile_support`: with it inside, inductor's
+        gradients of ``weight_orig`` were wrong). The backend is
         ``--compile_backend`` (inductor by default; ``aot_eager`` traces without
         generating code, which the CPU test uses because inductor's C++
         compilation takes many minutes on a small CPU).
         """
+        from models.networks.compile_support import make_compile_safe
+
         kw = {"dynamic": False, "backend": self.opt.compile_backend}
-        self.model.netG.compile(**kw)
-        self.model.netD.compile(**kw)
+        for net in (self.model.netG, self.model.netD):
+            make_compile_safe(net)  # spectral norm's power iteration outside the graph (inductor's gradients)
+            net.compile(**kw)
         if hasattr(self.model, "criterionVGG"):
             self.model.criterionVGG.compile(**kw)
 
