@@ -32,12 +32,13 @@ def _args(root, name, dirs, steps=3):
     images, labels, codes = dirs
     # 8 images, global batch 4: 2 steps per epoch, so 3 steps cross an epoch boundary (epoch 1 is
     # saved as a snapshot). Noise injection stays on: every rank draws the same noise in both launches.
+    # No EMA generator (it is not what is compared, and its files would double the disk use).
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
             "--label_nc", "2", "--crop_size", "32", "--load_size", "32", "--ngf", "4", "--ndf", "8",
             "--no_vgg_loss", "--batchSize", "4", "--niter", "1", "--niter_decay", "1",
             "--max_steps", str(steps), "--print_freq", "1", "--display_freq", "100", "--save_epoch_freq", "1",
-            "--seed", "3"]
+            "--ema_decay", "0", "--seed", "3"]
 
 
 def _loss_lines(folder):
