@@ -33,7 +33,6 @@ Usage: python benchmarks/bench_editor.py [--crop 256 --ngf 64 --label_nc 19 --re
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -48,18 +47,9 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-
-def rss_mib():
-    """Current resident set size of this process (MiB), from /proc (Linux)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks.memory import peak_rss_mib, rss_mib  # noqa: E402
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_samples(root, size, label_nc):

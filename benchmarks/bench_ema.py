@@ -32,7 +32,6 @@ Usage::
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,16 +45,9 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-
-def rss_mib():
-    """Current resident set size of this process in MiB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+from benchmarks.memory import peak_rss_mib, rss_mib  # noqa: E402
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def make_items(args, n):

@@ -38,7 +38,6 @@ Usage: python benchmarks/bench_model.py [--crop 128 --ngf 16 --batch 2 --label_n
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ if ROOT not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.memory import peak_rss_mib, rss_mib  # noqa: E402
 from options import build_options  # noqa: E402
 from tests._reference import find_reference_dir, to_literal  # noqa: E402
 
@@ -60,15 +60,6 @@ TASKS = ("train", "train_novgg", "inference")
 
 # ----------------------------------------------------------------------------- worker
 
-def rss_mib():
-    """Current resident set size of this process in MiB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def make_batch(args):

@@ -1,0 +1,15 @@
+"""Process memory readings shared by the CPU benchmarks (Linux), in MiB."""
+import os
+import resource
+
+
+def rss_mib():
+    """Current resident set size of this process in MiB (``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process so far in MiB (``getrusage``; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
