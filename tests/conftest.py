@@ -61,3 +61,14 @@ def random_inception_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / metrics.FID_WEIGHTS_NAME
     torch.save(net.state_dict(), path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def bench_spse():
+    """``benchmarks/bench_spse.py`` as a module: its images, label kinds and baseline extractor."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_spse", os.path.join(ROOT, "benchmarks", "bench_spse.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

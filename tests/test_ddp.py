@@ -40,18 +40,12 @@ follows from the gradients: Adam's first step (beta1 = 0) moves a weight by
 All ranks must hold bit-identical weights (checked exactly).
 """
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
 
 from tests._synthetic import build_synthetic_dataset
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from util.distributed import free_port
 
 
 def _train_args(root, name, data_dirs):
@@ -120,7 +114,7 @@ def _worker(rank, world_size, port, root, data_dirs):
 def test_two_gloo_processes_match_single_process(tmp_path):
     root = str(tmp_path)
     data_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=8, size=64, label_nc=2)
-    mp.start_processes(_worker, args=(2, _free_port(), root, data_dirs), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, free_port(), root, data_dirs), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [torch.load(os.path.join(root, f"rank{r}.pt"), weights_only=True) for r in range(2)]
     assert ranks[0]["step"] == ranks[1]["step"] == 1

@@ -5,8 +5,6 @@ called as the extractor's scikit-image backend calls it. Every comparison is
 ``np.array_equal``: the compiled path must give the same superpixels, not
 close ones, and hence the same codes.
 """
-import importlib.util
-import os
 import warnings
 
 import numpy as np
@@ -19,8 +17,6 @@ from spse import masked_slic
 from spse.extractor import extract_style_codes_and_presence, resize_image
 
 pytestmark = pytest.mark.skipif(not masked_slic.AVAILABLE, reason="numba is not installed")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def reference_labels(rgb, mask, n_segments=128, compactness=10.0):
@@ -40,22 +36,14 @@ def assert_same_labels(rgb, mask, n_segments=128, compactness=10.0):
     return ref
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_spse", os.path.join(ROOT, "benchmarks", "bench_spse.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # ----------------------------------------------------------------------------
 # The benchmark's images, every label kind (small: 128 x 128)
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["regions", "parts", "face", "quantised"])
-def test_superpixels_and_codes_equal_scikit_image_on_benchmark_labels(bench, kind):
+def test_superpixels_and_codes_equal_scikit_image_on_benchmark_labels(bench_spse, kind):
     size = 128
-    image = bench.load_photo("astronaut")
-    label = bench.make_label(image, 13, kind)
+    image = bench_spse.load_photo("astronaut")
+    label = bench_spse.make_label(image, 13, kind)
     rgb, lab = resize_image(image, size), resize_label(label, (size, size)).astype(np.int32)
     boxes = ndimage.find_objects(lab + 1)
     classes = [j for j, box in enumerate(boxes) if box is not None]
@@ -78,11 +66,11 @@ def test_superpixels_and_codes_equal_scikit_image_on_benchmark_labels(bench, kin
         assert np.array_equal(codes_nb, codes_sk)
 
 
-def test_codes_equal_on_a_full_size_face_image(bench):
+def test_codes_equal_on_a_full_size_face_image(bench_spse):
     # One image at the real working size (512): the large classes take the dense k-means subset
     # of scikit-image's default 128 segments (more than 12800 pixels).
-    image = bench.load_photo("chelsea")
-    label = bench.face_layout(*image.shape[:2])
+    image = bench_spse.load_photo("chelsea")
+    label = bench_spse.face_layout(*image.shape[:2])
     nb, present = extract_style_codes_and_presence(image, label, 19, backend="numba")
     sk, _ = extract_style_codes_and_presence(image, label, 19, backend="skimage")
     assert present.sum() == 18  # background and 17 parts

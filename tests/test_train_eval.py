@@ -10,7 +10,6 @@ import importlib.util
 import io
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 import evaluate
 import train
 from tests._synthetic import build_synthetic_dataset, noise_free_model
+from util.distributed import free_port
 from util.errors import InputError, OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,12 +196,6 @@ def test_bad_evaluation_options_stop_before_training(tmp_path):
 
 
 # ------------------------------------------------------------------------------- DDP
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world_size, port, root, train_dirs, eval_dir):
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -225,7 +219,7 @@ def test_ddp_evaluates_once_with_shared_work(tmp_path):
     train_dirs = build_synthetic_dataset(os.path.join(root, "data"), n=4, size=32, label_nc=LABEL_NC)
     eval_dir = os.path.join(root, "eval")
     build_synthetic_dataset(eval_dir, n=4, size=32, label_nc=LABEL_NC, seed=1)
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), root, train_dirs, eval_dir), nprocs=2, join=True,
+    mp.start_processes(_ddp_worker, args=(2, free_port(), root, train_dirs, eval_dir), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [torch.load(os.path.join(root, f"eval_rank{r}.pt"), weights_only=False) for r in range(2)]
     assert ranks[0]["values"] == ranks[1]["values"]
