@@ -52,7 +52,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.memory import peak_rss_mib, rss_mib  # noqa: E402
 from options import build_options  # noqa: E402
-from tests._reference import find_reference_dir, to_literal  # noqa: E402
+from tests._reference import DATA_DIR, to_literal  # noqa: E402
 
 RELEASE_G_PARAMS = 274_785_245
 TASKS = ("train", "train_novgg", "inference")
@@ -154,10 +154,9 @@ def gsas_effect():
     from models.networks import SuperStyleNetGenerator
     from models.networks.gsas import GSAS
 
-    folder = find_reference_dir()
-    path = os.path.join(folder, "original_netG_fixture.npz") if folder else None
-    if path is None or not os.path.isfile(path):
-        return {"note": "fixture not found; GSAS effect not measured"}
+    path = os.path.join(DATA_DIR, "original_netG_fixture.npz")
+    if not os.path.isfile(path):
+        return {"note": f"{path} not found; GSAS effect not measured"}
     z = np.load(path)
     state = {}
     for k in z.files:
