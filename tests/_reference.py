@@ -1,6 +1,6 @@
 """The literal reference of the model's fast formulations, and the original release's files.
 
-Literal formulations (SPEC §3, the release's way of computing them), written
+Literal formulations (docs/method.md §5–§6, the release's way of computing them), written
 for clarity, not speed. The tests check the project's fast forms against them
 (``tests/test_gsas.py``, ``tests/test_ace.py``, values and gradients), and
 ``benchmarks/bench_model.py`` times the model with :func:`to_literal` applied,
