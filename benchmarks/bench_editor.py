@@ -126,6 +126,7 @@ def main(argv=None):
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
     import edit_app
+    from options.editor_options import EditorOptions
     from editing.style_mixing import StyleMixer
     from models import create_model
 
@@ -138,7 +139,7 @@ def main(argv=None):
         argv_app = ["--name", "bench", "--checkpoints_dir", tmp, "--data", data, "--label_nc", str(args.label_nc),
                     "--crop_size", str(args.crop), "--ngf", str(args.ngf), "--gpu_ids", args.gpu_ids,
                     "--port", "0", "--max_layouts", "1"]
-        opt = edit_app.EditorOptions().parse(argv_app)
+        opt = EditorOptions().parse(argv_app)
         torch.manual_seed(0)
         model = calibrated_model(create_model(opt).to(opt.device), opt, data)
         rss_model = rss_mib()
