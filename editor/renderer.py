@@ -312,8 +312,8 @@ class LayoutRenderer:
         first = layout is None
         present = segmap[0].flatten(1).any(dim=1)
         if first:
-            layout = {"present": present, "seg": {}, "unfolded": {}, "changed": torch.nonzero(present)[:, 0],
-                      "entries": [{} for _ in self._ace_slots]}
+            layout = {"segmap": segmap.clone(), "present": present, "seg": {}, "unfolded": {},
+                      "changed": torch.nonzero(present)[:, 0], "entries": [{} for _ in self._ace_slots]}
             self._layouts[key] = layout
             while len(self._layouts) > self.max_layouts:
                 self._layouts.popitem(last=False)
@@ -352,6 +352,9 @@ class LayoutRenderer:
         SPADE branch and its cached maps in the box grown by 2 (two 3×3
         convolutions). Nothing happens for an unchanged segmap.
         """
+        if torch.equal(segmap, layout["segmap"]):
+            return
+        layout["segmap"].copy_(segmap)
         boxes = {}
         for (h, w), seg in layout["seg"].items():
             new = F.interpolate(segmap, size=(h, w), mode="nearest")
