@@ -9,8 +9,9 @@ rounding (``tests/test_editor.py``).
 Per layout key it caches what depends on the label map alone (SPADE branch,
 noise, batch norm with running statistics, the unfolded segmap, the
 spectral-normalised weights), so a render runs only what depends on the
-codes, and only for classes whose code changed. How the ACE layers are
-folded for that: docs/editor.md, "How it stays fast". The model is never
+codes, and only for classes whose code changed; a different segmap under the
+same key (a painted label map) updates the cache where it differs. How the
+ACE layers are folded for that: docs/editor.md, "How it stays fast". The model is never
 modified: its ACE layers and spectral-normalised convolutions are swapped
 for cached stand-ins during a render only. Its weights must not change
 while layouts are cached (:meth:`LayoutRenderer.clear` forgets everything).
