@@ -145,7 +145,7 @@ def main(argv=None):
     alphas, edit_rgb = opt.alphas, opt.rgb_offset
     mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name,
                                           f"mix_{opt.which_epoch}" + ("_ema" if opt.use_ema else ""))
-    check_output_dir(mix_dir, "--mix_dir" if opt.mix_dir else "--results_dir")
+    check_output_dir(mix_dir, "--mix_dir" if opt.mix_dir else "--results_dir", opt.mix_dir or opt.results_dir)
     names_path = opt.class_names or find_class_names(opt.source_labels[0])
     names = read_class_names(names_path) if names_path else None
     classes = parse_class_list(opt.classes, opt.label_nc, names)

@@ -15,6 +15,10 @@ with ``--use_ema``) and its ``images/`` folder.
 Without ``--image_dir`` only label maps and codes are needed: the page then
 shows the label map and the synthesised image (``evaluate.py`` needs the
 ground truth, so it applies only when photographs exist).
+
+The results folder is checked before any work; the page and its images are
+written into a staging folder and moved into place when complete, so a
+failed run (a full disk included) leaves the previous results as they were.
 """
 import math
 import os
@@ -29,6 +33,7 @@ from options.test_options import TestOptions
 from util import html
 from util.cli import run_cli
 from util.images import tensor2im, tensor2label
+from util.io import check_output_dir, output_errors, staged_folder
 
 
 def main(argv=None):
@@ -38,14 +43,24 @@ def main(argv=None):
     if options.loaded_opt_file:
         print(f"architecture options from {options.loaded_opt_file} (command-line flags win)")
     options.print_options(opt)
+    suffix = "_ema" if opt.use_ema else ""
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}{suffix}")
+    check_output_dir(web_dir, "--results_dir", opt.results_dir)
     torch.manual_seed(opt.seed)
     loader = create_dataloader(opt)
     model = load_inference_model(opt)
     if not opt.image_dir:
         print("no --image_dir: synthesising from label maps and codes alone (no real images on the page)")
 
-    suffix = "_ema" if opt.use_ema else ""
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}{suffix}")
+    with output_errors(web_dir, "the results there were left as they were"), staged_folder(web_dir) as stage:
+        done = write_results(stage, opt, loader, model)
+    path = os.path.join(web_dir, "index.html")
+    print(f"{done} image(s) synthesised; results page: {path}")
+    return path
+
+
+def write_results(web_dir, opt, loader, model):
+    """Synthesise ``--how_many`` images of ``loader`` and write the page into ``web_dir``; returns the count."""
     page = html.HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
                               + (" (EMA generator)" if opt.use_ema else ""))
     how_many = len(loader.dataset) if opt.how_many == float("inf") else min(int(opt.how_many), len(loader.dataset))
@@ -71,9 +86,8 @@ def main(argv=None):
                 names.append(page.save_image(os.path.join(kind, f"{name}.png"), im))
             page.add_images(names, list(visuals), names, width=opt.display_winsize)
             done += 1
-    path = page.save()
-    print(f"{done} image(s) synthesised; results page: {path}")
-    return path
+    page.save()
+    return done
 
 
 if __name__ == "__main__":
