@@ -10,14 +10,18 @@ How a parser is built (:meth:`BaseOptions.build_parser`), in this order:
    ``--dataset_mode`` (registry :data:`data.loader.DATASETS`);
 3. defaults given by the caller (:func:`options.build_options`' overrides);
 4. in test synthesis (and in training with ``--load_from_opt_file``) the
-   architecture flags saved in ``checkpoints_dir/name/opt.json``;
+   architecture flags saved in ``checkpoints_dir/name/opt.json`` (each value checked against its
+   flag first, :func:`util.flag_rules.check_saved_values`);
 5. defaults that follow from other flags (``--load_size`` from
    ``--crop_size``), then ``-h/--help``, so that ``--help`` lists every flag
    with the default this command line would use.
 
-:meth:`BaseOptions.parse` then parses, derives ``isTrain``, ``gpu_ids`` (list
-of int; empty means CPU), ``device`` and ``semantic_nc`` (one-hot channels J)
-once, and validates. Flags given on the command line always win.
+:meth:`BaseOptions.parse` then parses, checks every flag's value against the
+rule declared next to the flag (:mod:`util.flag_rules`: types, finite
+numbers, ranges), derives ``isTrain``, ``gpu_ids`` (list of int; empty means
+CPU), ``device`` and ``semantic_nc`` (one-hot channels J) once, and
+validates what involves several flags. Flags given on the command line
+always win.
 """
 import argparse
 import json

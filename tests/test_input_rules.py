@@ -3,6 +3,8 @@
 * lossy (JPEG) label maps are refused, with one message saying why class maps must be lossless;
 * an image and its label map must have the same aspect ratio (sizes may differ), one message;
 * files without a partner are named: the first few stems, plus a count;
+* 16-bit photos are scaled to 8 bits; floating-point label maps, negative label values, images too large
+  to decode and .npz archives named .npy are refused naming the file (recomputed in extraction's --save_dir);
 * output files follow the umask (0644 under umask 022) despite the temporary-file-then-rename;
 * a training run that fails validation writes nothing under checkpoints/<name>.
 """
