@@ -1,43 +1,19 @@
-"""Fast re-rendering of one label layout with changing style codes.
+"""Fast re-rendering of one label layout with changing style codes: :class:`LayoutRenderer`.
 
-While a person edits a sample, its label map stays the same and only the
-style codes change. A large part of the generator's work depends on the label
-map alone: in every ACE layer (``models/networks/ace.py``) the SPADE branch
-(three 3×3 convolutions on the resized segmap, the costliest part of the
-generator at high resolution), the noise, the batch-norm statistics (running
-statistics in eval mode), and the resized and unfolded segmap. The weights of
-the spectral-normalised convolutions do not change either.
-:class:`LayoutRenderer` computes those once per layout and keeps them, so a
-re-render only runs what depends on the codes: the main convolutions, and in
-the blocks with style, GSAS, the per-class linear layers and the style
-modulation.
+``LayoutRenderer(netG, seed, max_layouts).render(key, segmap, codes)``: ``segmap``
+``(1, J, H, W)`` one-hot, ``codes`` ``(1, J, 512)`` normalised, both on the
+model's device -> ``(1, 3, H, W)`` in [-1, 1]; batch size 1 only. The result
+equals the generator's forward pass with the same noise seed up to float
+rounding (``tests/test_editor.py``).
 
-With the layout fixed, an ACE layer in eval mode is (``x`` its input,
-``N`` the noise, ``rm``/``rs`` the running mean and ``1/sqrt(var + eps)``,
-``g``/``h`` the sigmoids of the blending weights, ``γ_s``/``β_s`` the SPADE
-outputs, ``S = [γ_a; β_a]`` the style modulation without its bias)::
-
-    n   = x·rs + (N·noise_var − rm)·rs                     (= BatchNorm(x + noise))
-    γ   = [1 + (1 − g)·γ_s + g·bias_γ] + g·γ_a              (cached bracket, added by addmm)
-    β   = [(1 − h)·β_s + h·bias_β]     + h·β_a
-    out = n·γ + β
-
-and without style ``out = x·(rs·(1 + γ_s)) + ((N·noise_var − rm)·rs·(1 + γ_s) + β_s)``,
-one fused multiply-add on two cached maps. The style modulation is
-``conv3x3(segmap; K)`` with per-class kernels ``K`` (``ace.style_modulation``);
-here it is the same product written as ``K (2Cn, J·9) @ unfold(segmap) (J·9, H·W)``
-with the unfolded segmap cached, plus the cached bracket in one ``addmm``.
-GSAS and the per-class linear layer act on each class's code alone, so the
-kernel columns ``K[:, j]`` are kept and only those of classes whose code
-changed are recomputed (classes absent from the layout are skipped).
-
-The renderer never changes the model: during a render the ACE layers and the
-spectral-normalised convolutions of the generator are swapped for cached
-stand-ins and put back afterwards, so the generator's own ``forward`` (its
-layout of blocks and upsamplings) is what runs. Results equal the literal
-forward pass up to float rounding (``tests/test_editor.py`` compares them,
-noise included). Batch size 1 only; the model's weights must not change while
-layouts are cached (:meth:`LayoutRenderer.clear` forgets everything).
+Per layout key it caches what depends on the label map alone (SPADE branch,
+noise, batch norm with running statistics, the unfolded segmap, the
+spectral-normalised weights), so a render runs only what depends on the
+codes, and only for classes whose code changed. How the ACE layers are
+folded for that: docs/editor.md, "How it stays fast". The model is never
+modified: its ACE layers and spectral-normalised convolutions are swapped
+for cached stand-ins during a render only. Its weights must not change
+while layouts are cached (:meth:`LayoutRenderer.clear` forgets everything).
 """
 import collections
 import contextlib

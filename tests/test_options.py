@@ -236,8 +236,7 @@ def _entry_scripts(tmp_path):
     return out
 
 
-def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "100000")  # no line wrapping: argparse would break a default path at a hyphen
+def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tmp_path):
     for script, main, required, make_parser, options_class in _entry_scripts(tmp_path):
         text = _help_of(main, list(required))
         parser = make_parser()
