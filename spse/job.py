@@ -110,6 +110,8 @@ def _marker(save_dir, num_shards, shard_index):
 def check_params(save_dir, params, overwrite, num_shards=1, shard_index=0):
     """Compare ``params`` with the record in ``save_dir`` before any work; returns ``(recorded, warnings)``.
 
+    ``recorded`` is None without a record, and ``{}`` for an unreadable one under ``overwrite``.
+
     Raises :class:`OptionError` (saying what differs and what to do) when the
     record holds other values, or a recomputation with other values is
     unfinished for this shard's stems, unless ``overwrite``.
@@ -120,6 +122,7 @@ def check_params(save_dir, params, overwrite, num_shards=1, shard_index=0):
     except InputError:
         if not overwrite:
             raise
+        recorded = {}  # unknown parameters: recomputed as if they differed
     warnings_ = []
     mine = os.path.basename(_marker(save_dir, num_shards, shard_index))
     pending = [m for m in _pending_markers(save_dir)

@@ -390,3 +390,14 @@ def test_cli_refuses_other_parameters_with_one_error_line(tmp_path, capsys):
     assert save_style_vector.main(argv + ["--size", "24"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --save_dir") and "--size 32 (this run: 24)" in err[0]
+
+
+def test_an_unreadable_record_needs_overwrite(tmp_path):
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    record = tmp_path / "codes" / PARAMS_FILE
+    record.write_text("{truncated")
+    with pytest.raises(InputError, match=f"^{record}: unreadable record of the extraction parameters .*--overwrite"):
+        _run(tmp_path, workers=1)
+    assert _run(tmp_path, workers=1, overwrite=True)["written"] == 4
+    assert json.loads(record.read_text())["size"] == SIZE
