@@ -8,18 +8,21 @@ Usage::
 
 Files are paired by stem (``28000.png`` with ``28000.jpg``). Unpaired files are
 an error unless ``--allow_unpaired``. A pair that cannot be read is reported and
-skipped; the exit status is then 1. See docs/evaluation.md for the conventions.
+skipped; the exit status is then 1. The options and the output paths
+(``--output``, ``--fid_gt_stats``) are checked before any work. See
+docs/evaluation.md for the conventions.
 """
 import argparse
 import json
 import os
 import sys
 
-from evaluation.metrics import DEFAULT_SSIM, FID_WEIGHTS_NAME, SSIM_VARIANTS
-from evaluation.report import evaluate, format_table
+from evaluation.metrics import DEFAULT_SSIM, EVAL_SIZE_HELP, EVAL_SIZE_RULE, FID_WEIGHTS_NAME, SSIM_VARIANTS
+from evaluation.report import BATCH_SIZE_RULE, evaluate, format_table
 from util.cli import HelpFormatter
-from util.errors import USER_ERRORS
-from util.io import write_text_atomic
+from util.errors import USER_ERRORS, OutputError
+from util.flag_rules import check_flags, set_rules
+from util.io import check_output_file, write_text_atomic
 
 
 def build_parser():
@@ -29,7 +32,7 @@ def build_parser():
     p.add_argument("--gt_dir", required=True, help="folder of ground-truth images")
     p.add_argument("--size", type=int, default=None,
                    help="resize both images to SIZE x SIZE (bicubic) before the metrics; by default "
-                        "the ground truth is resized to the result's size when they differ")
+                        f"the ground truth is resized to the result's size when they differ ({EVAL_SIZE_HELP})")
     p.add_argument("--gray_ssim", action="store_true", help="SSIM on luminance instead of RGB")
     p.add_argument("--ssim_variant", default=DEFAULT_SSIM, choices=tuple(SSIM_VARIANTS),
                    help="SSIM window: gaussian (sigma 1.5, population covariance; the release's and the paper's) "
@@ -46,13 +49,20 @@ def build_parser():
     p.add_argument("--device", default="cpu", help="device for the Inception network (cpu, cuda, cuda:1)")
     p.add_argument("--output", default=None, help="JSON output path; when left out, <results_dir>/metrics.json")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    set_rules(p, size=EVAL_SIZE_RULE, batch_size=BATCH_SIZE_RULE)
     return p
 
 
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 1 some pairs failed, 2 bad input)."""
-    opt = build_parser().parse_args(argv)
+    parser = build_parser()
+    opt = parser.parse_args(argv)
+    output = opt.output or os.path.join(opt.results_dir, "metrics.json")
     try:
+        check_flags(parser, opt)
+        check_output_file(output, "--output")  # before the work, not after it
+        if opt.fid and opt.fid_gt_stats:
+            check_fid_stats_path(opt.fid_gt_stats)
         report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
                           ssim_variant=opt.ssim_variant,
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
@@ -62,15 +72,34 @@ def main(argv=None):
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    output = opt.output or os.path.join(opt.results_dir, "metrics.json")
-    write_text_atomic(output, json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(format_table(report))
+    try:
+        write_text_atomic(output, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    except OSError as e:  # checked before the work; the folder changed since (full disk, permissions)
+        print(f"error: --output {output}: the report could not be written ({e}); the table above holds the "
+              f"means", file=sys.stderr)
+        return 2
     print(f"wrote {output}")
+    for msg in report["warnings"]:
+        print(f"warning: {msg}", file=sys.stderr)
     for msg in report["unpaired"]:
         print(f"warning: {msg}", file=sys.stderr)
     for msg in report["failures"]:
         print(f"failed: {msg}", file=sys.stderr)
     return 1 if report["failures"] else 0
+
+
+def check_fid_stats_path(path):
+    """``--fid_gt_stats``: a file path (existing or not) in a folder that can hold it; raises :class:`OutputError`.
+
+    An existing cache is read and may be rewritten, so its folder must be writable only when there is no
+    file yet; a cache that cannot be rewritten later is reported as a warning and the FID kept.
+    """
+    if os.path.isdir(path):
+        raise OutputError(f"--fid_gt_stats {path}: this is a folder; give the path of a .npz file (it is "
+                          f"written when missing or out of date)")
+    if not os.path.exists(path):
+        check_output_file(path, "--fid_gt_stats")
 
 
 if __name__ == "__main__":

@@ -38,101 +38,14 @@ images. ``mix.json`` lists every cell's image file.
 import os
 import sys
 
-from data.image_io import check_aspect_ratio, name_some, read_label, read_rgb, stem
+from data.image_io import check_aspect_ratio, read_label, read_rgb, stem
 from datasets.class_names import find_class_names, parse_class_list, read_class_names
 from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
-from options.test_options import TestOptions
+from options.mix_options import MixOptions
 from util.cli import run_cli
 from util.errors import InputError, OptionError
+from util.io import check_output_dir
 from util.pages import class_legend, write_mix_page
-
-
-class MixOptions(TestOptions):
-    """``test.py``'s options plus the mixing flags."""
-
-    description = ("SuperStyleNet style mixing: restyle chosen classes of source samples with the style codes "
-                   "of other samples, or blend and edit them; writes an HTML grid. Architecture flags default "
-                   "to those saved in checkpoints_dir/name/opt.json.")
-
-    def initialize(self, parser):
-        """Add the mixing flags to the test flags."""
-        parser = super().initialize(parser)
-        g = parser.add_argument_group("style mixing")
-        g.add_argument("--source_labels", nargs="+", required=True, help="label maps of the source samples")
-        g.add_argument("--source_codes", nargs="+", required=True,
-                       help="code files of the source samples (same order as --source_labels)")
-        g.add_argument("--style_codes", nargs="+", default=None, help="code files of the style sources")
-        g.add_argument("--style_images", nargs="+", default=None,
-                       help="images of the style sources (for extraction with --style_labels, or display)")
-        g.add_argument("--style_labels", nargs="+", default=None,
-                       help="label maps of --style_images; their codes are extracted with SPSE")
-        g.add_argument("--classes", required=True, help="classes to restyle: indices and/or names, e.g. 13,17 "
-                                                        "or hair,cloth")
-        g.add_argument("--class_names", default=None, help="classes.txt giving the class names")
-        g.add_argument("--alpha", default="1", help="comma-separated blend factors; 1 replaces the code")
-        g.add_argument("--edit_rgb", default=None,
-                       help="also edit the chosen classes by adding dr,dg,db (code units = colour in [0, 1]) "
-                            "to their codes, e.g. 0.2,0,-0.1; shown as an extra column")
-        g.add_argument("--spse_size", type=int, default=512, help="SPSE working resolution for extraction")
-        g.add_argument("--mix_dir", default=None, help="output folder (default results/<name>/mix_<epoch>)")
-        g.add_argument("--no_progress", action="store_true", help="hide progress bars")
-        return parser
-
-
-def parse_alphas(text):
-    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; raises :class:`OptionError` on bad values."""
-    try:
-        values = [float(t) for t in str(text).split(",") if t.strip()]
-    except ValueError as e:
-        raise OptionError(f"--alpha {text!r}: expected comma-separated numbers") from e
-    if not values:
-        raise OptionError("--alpha: no value given")
-    return values
-
-
-def check_pairs(flag_a, files_a, flag_b, files_b):
-    """Raise :class:`OptionError` unless two file lists pair up one to one (by position).
-
-    The message names the files without a partner: the first few, plus a count
-    (:func:`data.image_io.name_some`), as the dataset does for stems.
-    """
-    if len(files_a) == len(files_b):
-        return
-    if len(files_a) > len(files_b):
-        flag, extra, other = flag_a, files_a[len(files_b):], flag_b
-    else:
-        flag, extra, other = flag_b, files_b[len(files_a):], flag_a
-    raise OptionError(f"{flag_a} ({len(files_a)} files) and {flag_b} ({len(files_b)} files) must pair up one to "
-                      f"one, in order; {len(extra)} of the {flag} files lack a partner in {other}: "
-                      f"{name_some(extra)}")
-
-
-def check_counts(opt):
-    """Validate the pairing of the source and style file lists; raises :class:`OptionError`."""
-    check_pairs("--source_labels", opt.source_labels, "--source_codes", opt.source_codes)
-    if opt.style_codes:
-        if opt.style_labels:
-            raise OptionError("give either --style_codes or --style_labels (for extraction), not both")
-        if opt.style_images:
-            check_pairs("--style_images", opt.style_images, "--style_codes", opt.style_codes)
-    elif opt.style_images and opt.style_labels:
-        check_pairs("--style_images", opt.style_images, "--style_labels", opt.style_labels)
-    elif opt.style_images or opt.style_labels:
-        raise OptionError("--style_images need --style_labels (codes extracted) or --style_codes (display)")
-    elif opt.edit_rgb is None:
-        raise OptionError("no style source: give --style_codes, or --style_images with --style_labels "
-                          "(or only --edit_rgb for a colour edit)")
-
-
-def parse_rgb(text):
-    """``"0.2,0,-0.1"`` -> ``(0.2, 0.0, -0.1)``; raises :class:`OptionError` unless 3 numbers."""
-    try:
-        values = tuple(float(t) for t in str(text).split(","))
-    except ValueError as e:
-        raise OptionError(f"--edit_rgb {text!r}: expected three comma-separated numbers") from e
-    if len(values) != 3:
-        raise OptionError(f"--edit_rgb {text!r}: expected three comma-separated numbers")
-    return values
 
 
 def load_styles(opt, mixer, progress=True):
@@ -175,11 +88,12 @@ def main(argv=None):
     from models.inference import load_inference_model
 
     options = MixOptions()
-    opt = options.parse(argv)
+    opt = options.parse(argv)  # validates the flags and the pairing of the file lists
     progress = not opt.no_progress
-    check_counts(opt)
-    alphas = parse_alphas(opt.alpha)
-    edit_rgb = parse_rgb(opt.edit_rgb) if opt.edit_rgb is not None else None
+    alphas, edit_rgb = opt.alphas, opt.rgb_offset
+    mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name,
+                                          f"mix_{opt.which_epoch}" + ("_ema" if opt.use_ema else ""))
+    check_output_dir(mix_dir, "--mix_dir" if opt.mix_dir else "--results_dir", opt.mix_dir or opt.results_dir)
     names_path = opt.class_names or find_class_names(opt.source_labels[0])
     names = read_class_names(names_path) if names_path else None
     classes = parse_class_list(opt.classes, opt.label_nc, names)
@@ -199,8 +113,6 @@ def main(argv=None):
     if edit_rgb is not None:
         grid["edited"] = {name: mixer.generate(label, shift_class_colour(codes, classes, edit_rgb), name)
                           for name, label, codes in sources}
-    mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name,
-                                          f"mix_{opt.which_epoch}" + ("_ema" if opt.use_ema else ""))
     pictures = {name: read_rgb(p) for name, p in zip([s for s, _ in styles], opt.style_images or [])}
     path = write_mix_page(mix_dir, f"Style mixing: {opt.name}, checkpoint {opt.which_epoch}"
                           + (" (EMA generator)" if opt.use_ema else ""),

@@ -9,13 +9,16 @@ Usage::
 
 Exit status: 0 when every file was written or skipped, 1 when any input
 failed (each failure is printed with its file name and reason), 2 for bad
-options or a missing/empty folder. See docs/spse.md.
+options, a missing/empty folder, an output folder that cannot be written or
+parameters that differ from those recorded in ``--save_dir``. See docs/spse.md.
 """
 import argparse
 import sys
 
+from spse.limits import SIZE_HELP, SIZE_RULE
 from util.cli import HelpFormatter
-from util.errors import InputError, OptionError
+from util.errors import USER_ERRORS
+from util.flag_rules import POSITIVE, at_least, check_flags, set_rules
 
 
 def build_parser():
@@ -26,14 +29,17 @@ def build_parser():
     p.add_argument("--label_dir", required=True, help="folder of single-channel label maps (PNG), paired by stem")
     p.add_argument("--save_dir", required=True, help="output folder for <stem>.npy code files")
     p.add_argument("--label_nc", type=int, required=True, help="number of classes (255 = don't care, ignored)")
-    p.add_argument("--size", type=int, default=512, help="images and labels are resized to size x size")
+    p.add_argument("--size", type=int, default=512,
+                   help=f"images and labels are resized to size x size ({SIZE_HELP})")
     p.add_argument("--n_segments", type=int, default=128, help="SLIC superpixels per class")
     p.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes; when left out, the number of usable CPUs; 1 = in this process")
     p.add_argument("--num_shards", type=int, default=1, help="split the dataset into this many shards")
     p.add_argument("--shard_index", type=int, default=0, help="which shard to process (0-based)")
-    p.add_argument("--overwrite", action="store_true", help="recompute files that already exist and are valid")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute files that already exist and are valid; needed to extract with parameters "
+                        "other than those recorded in --save_dir (spse_params.json)")
     p.add_argument("--layout", default="lean", choices=["lean", "release"],
                    help="lean: (label_nc, 512) float32 (default); release: (label_nc, 1, 1, 1, 512) float64")
     p.add_argument("--no_crop", action="store_true",
@@ -44,21 +50,25 @@ def build_parser():
                         "(skimage.segmentation.slic), auto = numba when it can be imported; both give "
                         "identical codes (see docs/spse.md)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    set_rules(p, label_nc=at_least(1), size=SIZE_RULE, n_segments=at_least(1), compactness=POSITIVE,
+              workers=at_least(1, optional=True), num_shards=at_least(1), shard_index=at_least(0))
     return p
 
 
 def main(argv=None):
     """Parse ``argv``, run the extraction, print the summary; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from spse.job import extract_dataset, format_summary
 
     try:
+        check_flags(parser, args)
         summary = extract_dataset(
             args.image_dir, args.label_dir, args.save_dir, args.label_nc, size=args.size,
             n_segments=args.n_segments, compactness=args.compactness, workers=args.workers,
             num_shards=args.num_shards, shard_index=args.shard_index, overwrite=args.overwrite,
             layout=args.layout, progress=not args.no_progress, crop=not args.no_crop, backend=args.backend)
-    except (OptionError, InputError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_summary(summary, args.save_dir))

@@ -20,6 +20,10 @@ named on the page) and their means in the heading.
 
 Without ``--image_dir`` only label maps and codes are needed: the page then
 shows the label map and the synthesised image, without metrics.
+
+The results folder is checked before any work; the page and its images are
+written into a staging folder and moved into place when complete, so a
+failed run (a full disk included) leaves the previous results as they were.
 """
 import math
 import os
@@ -36,6 +40,7 @@ from options.test_options import TestOptions
 from util import pages
 from util.cli import run_cli
 from util.images import tensor2im, tensor2label
+from util.io import check_output_dir, output_errors, staged_folder
 
 
 def main(argv=None):
@@ -45,19 +50,22 @@ def main(argv=None):
     if options.loaded_opt_file:
         print(f"architecture options from {options.loaded_opt_file} (command-line flags win)")
     options.print_options(opt)
+    suffix = "_ema" if opt.use_ema else ""
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}{suffix}")
+    check_output_dir(web_dir, "--results_dir", opt.results_dir)
     torch.manual_seed(opt.seed)
     loader = create_dataloader(opt)
     model = load_inference_model(opt)
     if not opt.image_dir:
         print("no --image_dir: synthesising from label maps and codes alone (no real images on the page)")
 
-    suffix = "_ema" if opt.use_ema else ""
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{opt.which_epoch}{suffix}")
-    page = pages.TestPage(web_dir, f"{opt.name}: {opt.phase}, checkpoint {opt.which_epoch}"
-                                   + (" (EMA generator)" if opt.use_ema else ""),
-                          class_legend(opt, loader.dataset), width=opt.display_winsize)
-    done, scores, size = synthesise(opt, loader, model, page)
-    path = page.save(page_facts(opt, model.checkpoint_info, done, size, scores))
+    with output_errors(web_dir, "the results there were left as they were"), staged_folder(web_dir) as stage:
+        page = pages.TestPage(stage, f"{opt.name}: {opt.phase}, checkpoint {opt.which_epoch}"
+                                     + (" (EMA generator)" if opt.use_ema else ""),
+                              class_legend(opt, loader.dataset), width=opt.display_winsize)
+        done, scores, size = synthesise(opt, loader, model, page)
+        page.save(page_facts(opt, model.checkpoint_info, done, size, scores))
+    path = os.path.join(web_dir, "index.html")
     print(f"{done} image(s) synthesised; results page: {path}")
     if scores:
         print(f"mean over {len(scores)} image(s): {pages.format_metrics(metrics.summarise(scores))} "

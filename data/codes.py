@@ -11,6 +11,7 @@ Both hold *unnormalised* codes (mean superpixel RGB values in [0, 1]). The
 data loader applies ``(x - 0.5) / 0.5`` itself.
 """
 import os
+import zipfile
 
 import numpy as np
 
@@ -48,21 +49,49 @@ def check_code_layout(shape, dtype, path, label_nc=None):
     return shape
 
 
+def _open_array(path, header_only=False):
+    """``np.load`` of a code file (memory-mapped for ``header_only``); errors name ``path``.
+
+    An ``.npz`` archive (whatever its name) is not a code file: ``np.load``
+    would return an archive instead of an array.
+    """
+    try:
+        arr = np.load(path, mmap_mode="r" if header_only else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: unreadable code file ({e})") from e
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise InputError(f"{path}: this is an .npz archive, not a .npy code file; save the codes with "
+                         f"np.save (one array per file) or recompute them with save_style_vector.py")
+    return arr
+
+
+def check_code_header(path, label_nc=None):
+    """Validate a code file's layout from its ``.npy`` header only (cheap, memory-mapped).
+
+    Returns the lean ``(rows, 512)`` shape; raises :class:`InputError` naming
+    ``path`` as :func:`load_codes` does (missing, unreadable, an ``.npz``
+    archive, wrong shape, dtype or number of classes).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: code file not found")
+    arr = _open_array(path, header_only=True)
+    return check_code_layout(arr.shape, arr.dtype, path, label_nc)
+
+
 def load_codes(path, label_nc=None):
     """Load a code file in either layout and return a ``(rows, 512)`` float32 array.
 
     ``label_nc`` (an int, or a tuple of accepted row counts) checks the number
     of classes. Raises :class:`InputError` naming ``path`` when the file is
-    missing, unreadable, has the wrong shape or number of classes, or holds
-    non-finite values.
+    missing, unreadable, an ``.npz`` archive, has the wrong shape or number of
+    classes, or holds non-finite values.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: code file not found")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: unreadable code file ({e})") from e
+    arr = _open_array(path)
     arr = arr.reshape(check_code_layout(arr.shape, arr.dtype, path, label_nc)).astype(np.float32)
     if not np.isfinite(arr).all():
         raise InputError(f"{path}: code file contains NaN or infinite values")
@@ -96,12 +125,3 @@ def save_codes(path, codes, layout="lean"):
     else:
         raise ValueError(f"unknown code layout {layout!r}; choose from {LAYOUTS}")
     save_npy_atomic(path, out)
-
-
-def is_valid_code_file(path, label_nc):
-    """True when ``path`` exists and loads as a valid code file for ``label_nc`` classes."""
-    try:
-        load_codes(path, label_nc)
-    except InputError:
-        return False
-    return True

@@ -32,21 +32,12 @@ import os
 import numpy as np
 import torch
 
-from data.codes import check_code_layout, load_codes, model_codes
+from data.codes import check_code_header, load_codes, model_codes
 from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb, unpaired_error
 from data.transforms import load_label, transform_image
 from util.errors import InputError
 
 CODE_EXTENSIONS = (".npy",)
-
-
-def _check_code_header(path, label_nc):
-    """Validate a code file's layout from its ``.npy`` header only (cheap); see data.codes."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: unreadable code file ({e})") from e
-    check_code_layout(arr.shape, arr.dtype, path, label_nc)
 
 
 class CustomDataset(torch.utils.data.Dataset):
@@ -102,7 +93,7 @@ class CustomDataset(torch.utils.data.Dataset):
             triples = [(label, None, code) for label, code in triples]
         triples = triples[: opt.max_dataset_size]
         for _, _, code_path in triples:
-            _check_code_header(code_path, (self.label_nc, self.semantic_nc))
+            check_code_header(code_path, (self.label_nc, self.semantic_nc))
         self.label_paths = [t[0] for t in triples]
         self.image_paths = [t[1] for t in triples]
         self.code_paths = [t[2] for t in triples]

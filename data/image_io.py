@@ -1,7 +1,11 @@
 """Reading images and label maps, and pairing files by stem.
 
 All readers raise :class:`util.errors.InputError` with the file name and the
-reason, so batch jobs can report a bad file and carry on.
+reason, so batch jobs can report a bad file and carry on. The rules of every
+reader, in every script: a file too large to decode (Pillow's decompression
+bomb limit, ``Image.MAX_IMAGE_PIXELS``) is refused; 16-bit photos are scaled
+to 8 bits (``round(v / 257)``: 65535 -> 255); floating-point photos and label
+maps are refused; label values must be integers ``0 .. label_nc - 1`` (or 255).
 """
 import os
 import re
@@ -174,14 +178,51 @@ def unpaired_error(groups, names, folders):
     return InputError("\n".join(lines))
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow's modes of 16-bit grey images
+
+
+def too_large_error(path, error):
+    """The :class:`InputError` for an image beyond Pillow's decompression-bomb limit (``error``)."""
+    return InputError(f"{path}: image too large to decode ({error}); downscale it (this project works at "
+                      f"512x512 or less) or check that the file is what it claims to be")
+
+
+def _rgb8(im, path):
+    """A loaded PIL image -> ``(H, W, 3)`` uint8 RGB, 16-bit grey scaled as ``round(v / 257)``.
+
+    16-bit colour files reach here as 8-bit RGB already (Pillow keeps each
+    channel's high byte, ``v >> 8``, within 1 of ``v / 257``).
+    """
+    if im.mode in SIXTEEN_BIT_MODES or im.mode == "I":
+        values = np.asarray(im)
+        if im.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise InputError(f"{path}: 32-bit integer image with values outside 0..65535; photos must "
+                             f"have 8 or 16 bits per channel")
+        grey = ((values.astype(np.int64) + 128) // 257).astype(np.uint8)  # round(v * 255 / 65535)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise InputError(f"{path}: floating-point image; photos must have 8 or 16 bits per channel "
+                         f"(save it as PNG or JPEG)")
+    return np.asarray(im.convert("RGB"))
+
+
 def read_rgb(path):
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array (grey and RGBA are converted)."""
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array.
+
+    Grey, palette and RGBA images are converted; 16-bit images are scaled to
+    8 bits (:func:`_rgb8`). Raises :class:`InputError` naming the file for a
+    missing, corrupt, floating-point or too large image (module docstring).
+    """
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return _rgb8(im, path)
+    except InputError:
+        raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: image file not found") from e
+    except Image.DecompressionBombError as e:
+        raise too_large_error(path, e) from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InputError(f"{path}: unreadable or corrupt image ({e})") from e
 
@@ -189,9 +230,11 @@ def read_rgb(path):
 def read_label(path):
     """Read a single-channel label map as an ``(H, W)`` uint8/int array of class indices.
 
-    Grey-level RGB(A) files are accepted; colour or multi-channel maps raise
-    :class:`InputError` naming the file, and so do lossy files (a JPEG/WebP
-    name or content, or a JPEG-compressed TIFF; :func:`lossy_label_error`).
+    Grey-level RGB(A) files and 16-bit maps are accepted; colour or
+    multi-channel maps raise :class:`InputError` naming the file, and so do
+    lossy files (a JPEG/WebP name or content, or a JPEG-compressed TIFF;
+    :func:`lossy_label_error`), floating-point maps and files too large to
+    decode.
     """
     if not is_lossless_label_name(path) and os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
         raise lossy_label_error([path])
@@ -201,6 +244,9 @@ def read_label(path):
             if im.format in LOSSY_FORMATS or (im.format == "TIFF" and "jpeg" in compression):
                 raise lossy_label_error([path])
             im.load()
+            if im.mode == "F":
+                raise InputError(f"{path}: label map holds floating-point values; class maps must hold "
+                                 f"integer class indices (save it as an 8- or 16-bit PNG)")
             if im.mode in ("RGB", "RGBA"):
                 arr = np.asarray(im)
                 if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
@@ -212,10 +258,15 @@ def read_label(path):
         raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: label file not found") from e
+    except Image.DecompressionBombError as e:
+        raise too_large_error(path, e) from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InputError(f"{path}: unreadable or corrupt label map ({e})") from e
     if arr.ndim != 2:
         raise InputError(f"{path}: label map must be single-channel, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+        raise InputError(f"{path}: label map holds {arr.dtype} values; class maps must hold integer class "
+                         f"indices (save it as an 8- or 16-bit PNG)")
     return arr
 
 
@@ -253,16 +304,19 @@ def resize_rgb(image, size_wh):
 
 
 def check_label_values(label, label_nc, path, allow_dontcare=True):
-    """Raise :class:`InputError` when ``label`` holds values >= ``label_nc``.
+    """Raise :class:`InputError` naming ``path`` when ``label`` holds values outside ``0 .. label_nc - 1``.
 
-    The value 255 ("don't care") is accepted when ``allow_dontcare`` is true;
-    otherwise the error suggests ``--contain_dontcare_label``.
+    Negative values are refused; the value 255 ("don't care") is accepted
+    when ``allow_dontcare`` is true, otherwise the error suggests
+    ``--contain_dontcare_label``.
     """
     values = np.unique(label)
-    bad = values[(values >= label_nc) & ((values != DONTCARE_VALUE) | (not allow_dontcare))]
+    bad = values[(values < 0) | ((values >= label_nc) & ((values != DONTCARE_VALUE) | (not allow_dontcare)))]
     if bad.size:
         if not allow_dontcare and list(bad) == [DONTCARE_VALUE]:
             raise InputError(
                 f"{path}: label map contains 255 (don't care); pass --contain_dontcare_label to use it")
         shown = ", ".join(str(int(v)) for v in bad[:10])
-        raise InputError(f"{path}: label values {shown} are out of range for label_nc={label_nc}")
+        dontcare = " (255: don't care)" if allow_dontcare else ""
+        raise InputError(f"{path}: label values {shown} are out of range for label_nc={label_nc}; class "
+                         f"indices are 0..{label_nc - 1}{dontcare}: check --label_nc and this label map")

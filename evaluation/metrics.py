@@ -48,12 +48,17 @@ import numpy as np
 
 from data.image_io import read_rgb, resize_rgb
 from util.errors import CheckpointError, InputError
+from util.flag_rules import size_bound
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    + FID_WEIGHTS_NAME)
 INCEPTION_SIZE = 299
 FID_DIMS = 2048
+# The common size of a pair (evaluate.py --size): at least SSIM's largest window (11x11), at most 4096;
+# the metrics of one pair peak at about 174 bytes per pixel (benchmarks/bench_size_memory.py: 169-174 at
+# 512, 1024 and 2048, both SSIM windows), 2.9 GB at 4096.
+EVAL_SIZE_RULE, EVAL_SIZE_HELP = size_bound(11, 4096, 174, "one image pair", optional=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,11 +309,14 @@ def inception_activations_of_arrays(images, model, batch_size=16, device="cpu", 
     The same preprocessing as :func:`inception_activations` (which passes file
     paths with ``read=read_rgb``): values / 255, bilinear resize to 299x299.
     Used for evaluation during training, where the generated images never
-    touch the disk.
+    touch the disk. ``batch_size`` must be at least 1.
     """
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
 
     out = np.empty((len(images), FID_DIMS), dtype=np.float64)
     starts = range(0, len(images), batch_size)
@@ -425,13 +433,15 @@ def save_statistics(path, mu, sigma, stems):
 
 def load_statistics(path):
     """Load ``(mu, sigma, stems)`` saved by :func:`save_statistics`; errors name the file."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as f:
             mu, sigma, stems = f["mu"], f["sigma"], [str(s) for s in f["stems"]]
     except FileNotFoundError as e:
         raise InputError(f"{path}: FID statistics file not found") from e
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise InputError(f"{path}: unreadable FID statistics file ({e})") from e
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: unreadable FID statistics file ({type(e).__name__}: {e})") from e
     d = mu.shape[0] if mu.ndim == 1 else -1
     if d < 1 or sigma.shape != (d, d):
         raise InputError(f"{path}: FID statistics have shapes {mu.shape} and {sigma.shape}")
@@ -443,25 +453,31 @@ def fid_with_target_cache(result_paths, target_paths, model, stats_path, batch_s
     """FID where the target set's statistics are cached in ``stats_path`` (``.npz``).
 
     The cache is used when it exists and lists exactly the stems of
-    ``target_paths`` (in order); otherwise the target statistics are computed
-    and (re)written. Returns ``(fid, cache_used)``. Both sets need at least
-    2 images. The distance uses :func:`frechet_distance` on the statistics.
+    ``target_paths`` (in order); otherwise (missing, other stems, unreadable
+    or truncated) the target statistics are computed and (re)written.
+    Returns ``(fid, cache_used, notes)``: ``notes`` lists what happened to an
+    unusable cache and a cache that could not be written (the FID is kept
+    then). Both sets need at least 2 images. The distance uses
+    :func:`frechet_distance` on the statistics.
     """
     from data.image_io import stem
 
     stems = [stem(p) for p in target_paths]
-    cached = None
+    cached, notes = None, []
     if os.path.isfile(stats_path):
         try:
             cached = load_statistics(stats_path)
-        except InputError:
-            cached = None  # unreadable cache: recompute and overwrite it
+        except InputError as e:
+            notes.append(f"{e}; recomputed and rewritten")
     if cached is not None and cached[2] == stems:
         mu2, s2, used = cached[0], cached[1], True
     else:
         mu2, s2 = activation_statistics(inception_activations(target_paths, model, batch_size, device,
                                                               progress))
-        save_statistics(stats_path, mu2, s2, stems)
+        try:
+            save_statistics(stats_path, mu2, s2, stems)
+        except OSError as e:  # the cache only saves time: keep the FID
+            notes.append(f"{stats_path}: FID statistics not cached ({e})")
         used = False
     mu1, s1 = activation_statistics(inception_activations(result_paths, model, batch_size, device, progress))
-    return frechet_distance(mu1, s1, mu2, s2), used
+    return frechet_distance(mu1, s1, mu2, s2), used, notes

@@ -11,6 +11,9 @@ from tqdm import tqdm
 from data.image_io import list_files, pair_by_stem, stem
 from evaluation import metrics
 from util.errors import InputError, OptionError
+from util.flag_rules import at_least, check_value
+
+BATCH_SIZE_RULE = at_least(1)
 
 
 def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metrics.DEFAULT_SSIM,
@@ -22,11 +25,16 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metri
     when requested), ``per_image`` (``{stem: {"ssim", "psnr", "rmse"}}`` with an
     infinite PSNR stored as ``None``), ``settings`` (the conventions: SSIM
     variant, data range, the sizes of the evaluated pairs, and ``description``,
-    the one line that names them), ``unpaired`` and
-    ``failures`` (messages naming the files). Raises :class:`InputError` when no
-    pair can be evaluated or files are unpaired without ``allow_unpaired``.
+    the one line that names them), ``unpaired``, ``failures`` (messages naming
+    the files) and ``warnings`` (an unusable or unwritable ``fid_gt_stats``
+    cache). Raises :class:`OptionError` for a ``size`` or ``batch_size`` out of
+    range (:data:`metrics.EVAL_SIZE_RULE`, :data:`BATCH_SIZE_RULE`) or an unknown
+    SSIM variant, and :class:`InputError` when no pair can be evaluated or files
+    are unpaired without ``allow_unpaired``.
     """
     metrics.check_ssim_variant(ssim_variant)
+    check_value("--size", size, int, metrics.EVAL_SIZE_RULE)
+    check_value("--batch_size", batch_size, int, BATCH_SIZE_RULE)
     results = list_files(results_dir)
     targets = list_files(gt_dir)
     pairs, unpaired = pair_by_stem(results, targets, names=["result", "ground-truth"])
@@ -58,9 +66,9 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metri
         raise InputError("no image pair could be evaluated:\n  " + "\n  ".join(failures))
     mean = metrics.summarise(values)
     ok = [(r, t) for r, t in pairs if stem(r) in per_image]
-    fid_cache_used = None
+    fid_cache_used, warnings = None, []
     if fid and fid_gt_stats:
-        mean["fid"], fid_cache_used = metrics.fid_with_target_cache(
+        mean["fid"], fid_cache_used, warnings = metrics.fid_with_target_cache(
             [r for r, _ in ok], [t for _, t in ok], model, fid_gt_stats, batch_size=batch_size, device=device,
             progress=progress)
     elif fid:
@@ -79,7 +87,7 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metri
                          {"path": os.path.abspath(fid_gt_stats), "loaded_from_cache": fid_cache_used}),
     }
     return {"mean": mean, "per_image": per_image, "settings": settings, "unpaired": unpaired,
-            "failures": failures}
+            "failures": failures, "warnings": warnings}
 
 
 def resolve_device(name):

@@ -2,7 +2,7 @@
 
 ``train.py``, ``test.py`` and ``mix_styles.py`` parse their command lines with
 :class:`options.train_options.TrainOptions`, :class:`options.test_options.TestOptions`
-and ``mix_styles.MixOptions``; tests, benchmarks and library users call
+and :class:`options.mix_options.MixOptions`; tests, benchmarks and library users call
 :func:`build_options`, which goes through the same parsers, defaults, derived
 fields and validation.
 """

@@ -10,14 +10,18 @@ How a parser is built (:meth:`BaseOptions.build_parser`), in this order:
    ``--dataset_mode`` (registry :data:`data.loader.DATASETS`);
 3. defaults given by the caller (:func:`options.build_options`' overrides);
 4. in test synthesis (and in training with ``--load_from_opt_file``) the
-   architecture flags saved in ``checkpoints_dir/name/opt.json``;
+   architecture flags saved in ``checkpoints_dir/name/opt.json`` (each value checked against its
+   flag first, :func:`util.flag_rules.check_saved_values`);
 5. defaults that follow from other flags (``--load_size`` from
    ``--crop_size``), then ``-h/--help``, so that ``--help`` lists every flag
    with the default this command line would use.
 
-:meth:`BaseOptions.parse` then parses, derives ``isTrain``, ``gpu_ids`` (list
-of int; empty means CPU), ``device`` and ``semantic_nc`` (one-hot channels J)
-once, and validates. Flags given on the command line always win.
+:meth:`BaseOptions.parse` then parses, checks every flag's value against the
+rule declared next to the flag (:mod:`util.flag_rules`: types, finite
+numbers, ranges), derives ``isTrain``, ``gpu_ids`` (list of int; empty means
+CPU), ``device`` and ``semantic_nc`` (one-hot channels J) once, and
+validates what involves several flags. Flags given on the command line
+always win.
 """
 import argparse
 import json
@@ -27,6 +31,7 @@ import sys
 from util.cli import HelpFormatter
 from util.distributed import local_device
 from util.errors import OptionError
+from util.flag_rules import POSITIVE, at_least, check_flags, check_saved_values, set_rules
 from util.io import write_text_atomic
 
 # Flags present in the test parser (or used with --load_from_opt_file) that describe one run, not
@@ -111,6 +116,8 @@ class BaseOptions:
                        help="label value 255 is a 'don't care' class, mapped to channel label_nc")
         g.add_argument("--output_nc", type=int, default=3, choices=(1, 3),
                        help="channels of the synthesised image: 3 (RGB) or 1 (grey; photos are read as grey)")
+        set_rules(g, batchSize=at_least(1), load_size=at_least(1), crop_size=at_least(1),
+                  aspect_ratio=POSITIVE, label_nc=at_least(1))
 
         g = parser.add_argument_group("data loading")
         g.add_argument("--dataset_mode", type=str, default="custom", choices=tuple(DATASETS),
@@ -119,6 +126,7 @@ class BaseOptions:
         g.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
                        help="use at most this many samples of the dataset")
         g.add_argument("--display_winsize", type=int, default=256, help="width of the images on HTML pages")
+        set_rules(g, nThreads=at_least(0), max_dataset_size=at_least(1), display_winsize=at_least(1))
         return parser
 
     # ------------------------------------------------------------------ building the parser
@@ -168,7 +176,9 @@ class BaseOptions:
         if not isinstance(saved, dict):
             raise OptionError(f"{path}: saved options must be a JSON object")
         dests = {a.dest for a in parser._actions}
-        parser.set_defaults(**{k: v for k, v in saved.items() if k in dests and k not in RUN_SPECIFIC_OPTIONS})
+        reloaded = {k: v for k, v in saved.items() if k in dests and k not in RUN_SPECIFIC_OPTIONS}
+        check_saved_values(parser, reloaded, path)  # a hand-edited "ngf": null or 8.5 is refused here
+        parser.set_defaults(**reloaded)
         self.loaded_opt_file = path
         return parser
 
@@ -184,6 +194,7 @@ class BaseOptions:
         """
         parser = self.build_parser(argv, overrides)
         opt = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        check_flags(parser, opt)  # types, finite numbers and each flag's rule (util.flag_rules)
         opt.isTrain = self.is_train
         self.resolve(opt)
         self.validate(opt)
@@ -226,13 +237,7 @@ class BaseOptions:
         """Raise :class:`OptionError` for inconsistent values (sizes, counts, names)."""
         from models.networks.generator import latent_size
 
-        for name in ("label_nc", "batchSize", "max_dataset_size", "load_size"):
-            if getattr(opt, name) < 1:
-                raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
-        if opt.nThreads < 0:
-            raise OptionError(f"--nThreads {opt.nThreads}: must be >= 0")
-        if opt.aspect_ratio <= 0:
-            raise OptionError(f"--aspect_ratio {opt.aspect_ratio}: must be positive")
+        # each flag's own range is declared next to it (set_rules) and checked in parse (check_flags)
         latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)  # the crop-size rule
         if opt.preprocess_mode.endswith("_and_crop") and opt.load_size < opt.crop_size:
             raise OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size} "

@@ -1,5 +1,6 @@
 """Test-synthesis options (``test.py``; ``mix_styles.py`` extends them)."""
 from options.base_options import BaseOptions
+from util.flag_rules import at_least, set_rules
 
 
 class TestOptions(BaseOptions):
@@ -16,8 +17,10 @@ class TestOptions(BaseOptions):
         g.add_argument("--results_dir", type=str, default="./results", help="results are saved here")
         g.add_argument("--phase", type=str, default="test",
                        help="name of the results: the page goes to results_dir/name/<phase>_<which_epoch>")
-        g.add_argument("--how_many", type=int, default=float("inf"), help="how many test images to run")
+        g.add_argument("--how_many", type=int, default=float("inf"),
+                       help="how many test images to run (at least 1; inf: all)")
         g.add_argument("--use_ema", action="store_true",
                        help="use the averaged generator <which_epoch>_net_G_ema.pth (trained with --ema_decay > 0) "
                             "instead of the raw <which_epoch>_net_G.pth, which stays the default (paper protocol)")
+        set_rules(g, how_many=at_least(1, infinite_ok=True))
         return parser

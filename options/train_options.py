@@ -2,6 +2,7 @@
 from options.base_options import BaseOptions
 from trainers import ema, evaluator
 from util.errors import OptionError
+from util.flag_rules import HALF_OPEN_UNIT, POSITIVE, at_least, set_rules
 
 
 class TrainOptions(BaseOptions):
@@ -32,6 +33,8 @@ class TrainOptions(BaseOptions):
                        help="do not write training samples to checkpoints_dir/name/web/")
         g.add_argument("--tf_log", action="store_true", help="log scalars and images with tensorboardX")
         g.add_argument("--debug", action="store_true", help="only do a few iterations per epoch")
+        set_rules(g, display_freq=at_least(1), print_freq=at_least(1), save_latest_freq=at_least(1),
+                  save_epoch_freq=at_least(1))
 
         g = parser.add_argument_group("training")
         g.add_argument("--continue_train", action="store_true",
@@ -53,6 +56,8 @@ class TrainOptions(BaseOptions):
         g.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
         g.add_argument("--D_steps_per_G", type=int, default=1,
                        help="number of discriminator updates per generator update")
+        set_rules(g, niter=at_least(0), niter_decay=at_least(0), max_steps=at_least(0), beta1=HALF_OPEN_UNIT,
+                  beta2=HALF_OPEN_UNIT, lr=POSITIVE, D_steps_per_G=at_least(1))
 
         g = parser.add_argument_group("speed (see docs/training.md, 'GPU training')")
         g.add_argument("--amp", action="store_true",
@@ -71,31 +76,22 @@ class TrainOptions(BaseOptions):
         g.add_argument("--cpu_processes", type=int, default=1,
                        help="with --gpu_ids -1: train in this many CPU processes (DistributedDataParallel over "
                             "gloo; --batchSize stays the global batch). Several --gpu_ids start one process per id")
+        set_rules(g, cpu_processes=at_least(1))
         parser = ema.modify_commandline_options(parser, self.is_train)
         parser = evaluator.modify_commandline_options(parser, self.is_train)
         return parser
 
     def validate(self, opt):
         """Training-specific checks on top of :meth:`BaseOptions.validate`."""
-        super().validate(opt)
-        for name in ("niter", "niter_decay", "max_steps"):
-            if getattr(opt, name) < 0:
-                raise OptionError(f"--{name} {getattr(opt, name)}: must be >= 0")
+        super().validate(opt)  # each flag's own range: set_rules next to the flag, checked when parsing
         if opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
-        for name in ("print_freq", "display_freq", "save_latest_freq", "save_epoch_freq", "D_steps_per_G"):
-            if getattr(opt, name) < 1:
-                raise OptionError(f"--{name} {getattr(opt, name)}: must be at least 1")
-        if opt.lr <= 0:
-            raise OptionError(f"--lr {opt.lr}: must be positive")
         if opt.continue_train and opt.init_from:
             raise OptionError("--continue_train resumes this run; --init_from starts a new one from other "
                               "weights: give one of them")
         if opt.output_nc != 3 and not opt.no_vgg_loss:
             raise OptionError(f"--output_nc {opt.output_nc}: the VGG perceptual loss needs RGB images; "
                               "pass --no_vgg_loss")
-        ema.validate_options(opt)
-        evaluator.validate_options(opt)
         self.validate_processes(opt)
 
     @staticmethod
@@ -103,8 +99,6 @@ class TrainOptions(BaseOptions):
         """--cpu_processes and the global batch against the number of training processes."""
         from util.distributed import planned_world_size
 
-        if opt.cpu_processes < 1:
-            raise OptionError(f"--cpu_processes {opt.cpu_processes}: must be at least 1")
         if opt.cpu_processes > 1 and opt.gpu_ids:
             raise OptionError(f"--cpu_processes {opt.cpu_processes} needs --gpu_ids -1 "
                               f"(several --gpu_ids already start one process per GPU)")

@@ -3,6 +3,8 @@
 * lossy (JPEG) label maps are refused, with one message saying why class maps must be lossless;
 * an image and its label map must have the same aspect ratio (sizes may differ), one message;
 * files without a partner are named: the first few stems, plus a count;
+* 16-bit photos are scaled to 8 bits; floating-point label maps, negative label values, images too large
+  to decode and .npz archives named .npy are refused naming the file (recomputed in extraction's --save_dir);
 * output files follow the umask (0644 under umask 022) despite the temporary-file-then-rename;
 * a training run that fails validation writes nothing under checkpoints/<name>.
 """
@@ -244,3 +246,181 @@ def test_a_run_that_fails_validation_leaves_no_checkpoint_folder(dirs):
     assert not folder.exists()
     train.main(_train_argv(dirs))
     assert (folder / "opt.json").is_file()
+
+
+# ------------------------------------------------------------------------------- 16-bit photos
+def _png_48bit(path, rgb16):
+    """Write an ``(H, W, 3)`` uint16 array as a 16-bit-per-channel RGB PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    big = rgb16.astype(">u2")
+    raw = b"".join(b"\x00" + big[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_photos_are_scaled_to_8_bits(tmp_path):
+    from data.image_io import read_rgb
+
+    values = np.array([0, 1, 128, 129, 257, 385, 386, 32896, 65278, 65534, 65535] + list(range(0, 65536, 997)),
+                      np.uint16)
+    grey = values.reshape(1, -1)
+    Image.fromarray(grey).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    expected = np.round(values.astype(np.float64) * 255.0 / 65535.0).astype(np.uint8)  # the literal rule
+    got = read_rgb(str(tmp_path / "grey16.png"))
+    assert got.shape == (1, values.size, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.repeat(expected[None, :, None], 3, axis=2))
+    Image.fromarray(grey.astype(np.int32)).save(tmp_path / "grey32.tif")  # mode "I" holding 16-bit values
+    np.testing.assert_array_equal(read_rgb(str(tmp_path / "grey32.tif")), got)
+
+    rgb16 = np.stack([grey, grey[:, ::-1], np.full_like(grey, 40000)], axis=2)
+    _png_48bit(tmp_path / "rgb48.png", rgb16)
+    colour = read_rgb(str(tmp_path / "rgb48.png")).astype(np.int64)
+    literal = rgb16.astype(np.float64) * 255.0 / 65535.0
+    assert np.abs(colour - literal).max() <= 1.0  # Pillow keeps the high byte of each channel
+    assert colour.max() == 255 and colour.min() == 0
+
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(InputError, match="float.tif: floating-point image; photos must have 8 or 16 bits"):
+        read_rgb(str(tmp_path / "float.tif"))
+    Image.fromarray(np.full((4, 4), 70000, np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(InputError, match="wide.tif: 32-bit integer image with values outside 0..65535"):
+        read_rgb(str(tmp_path / "wide.tif"))
+
+
+def test_a_16_bit_photo_is_trained_on_and_extracted_at_its_true_grey_level(dirs):
+    from data.loader import create_dataset
+    from options.train_options import TrainOptions
+
+    path = os.path.join(dirs["images"], "img0.png")
+    os.remove(path)
+    Image.fromarray(np.full((32, 32), 128 * 257, np.uint16)).save(path)  # grey level 128 of 255
+    opt = TrainOptions().parse(_train_argv(dirs, "grey16", "--no_flip"), save=False)
+    image = create_dataset(opt)[0]["image"]
+    np.testing.assert_allclose(image.numpy(), 128 / 127.5 - 1.0, atol=1e-6)  # not white (1.0)
+    _extract(dirs)
+    codes = np.load(dirs["root"] / "extracted" / "img0.npy")
+    present = np.abs(codes).sum(axis=1) > 0
+    np.testing.assert_allclose(codes[present], 128 / 255, atol=1e-5)  # a flat photo gives flat codes
+
+
+# ------------------------------------------------------------------------------- label maps: one reader
+def _float_label(path):
+    label = read_label(path)
+    os.remove(path)
+    tif = os.path.splitext(path)[0] + ".tif"
+    Image.fromarray(label.astype(np.float32)).save(tif)
+    return tif
+
+
+def test_a_float_label_map_is_refused_by_every_script_with_one_message(dirs, capsys):
+    tif = _float_label(os.path.join(dirs["labels"], "img0.png"))
+    message = (f"{tif}: label map holds floating-point values; class maps must hold integer class indices "
+               f"(save it as an 8- or 16-bit PNG)")
+    with pytest.raises(InputError) as e:
+        train.main(_train_argv(dirs, "run", "--serial_batches"))
+    assert str(e.value) == message
+    base = _mixing_checkpoint(dirs)
+    with pytest.raises(InputError) as e:
+        test_script.main(_test_argv(dirs, name="mix"))
+    assert str(e.value) == message
+    summary = _extract(dirs)
+    assert summary["failures"] == [message] and summary["written"] == 3
+    capsys.readouterr()
+    code = os.path.join(dirs["codes"], "img0.npy")
+    assert mix_styles.cli(base + ["--source_labels", tif, "--source_codes", code, "--style_codes", code]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+def test_a_negative_label_value_names_the_label_file(dirs):
+    path = os.path.join(dirs["labels"], "img1.png")
+    label = read_label(path).astype(np.int32)
+    label[0, 0] = -1
+    os.remove(path)
+    tif = os.path.join(dirs["labels"], "img1.tif")
+    Image.fromarray(label).save(tif)
+    summary = _extract(dirs)
+    (failure,) = summary["failures"]
+    rule = f"{tif}: label values -1 are out of range for label_nc={LABEL_NC}; class indices are 0..1"
+    assert failure == rule + " (255: don't care): check --label_nc and this label map"  # extraction ignores 255
+    assert os.path.join(dirs["images"], "img1.png") not in failure
+    from data.loader import create_dataset
+    from options.test_options import TestOptions
+
+    with pytest.raises(InputError) as e:
+        create_dataset(TestOptions().parse(_test_argv(dirs), save=False))[1]
+    assert str(e.value) == rule + ": check --label_nc and this label map"
+
+
+# ------------------------------------------------------------------------------- .npz archives named .npy
+def test_an_npz_archive_named_npy(dirs, capsys):
+    npz = os.path.join(dirs["codes"], "img0.npy")
+    codes = np.load(npz)
+    with open(npz, "wb") as f:
+        np.savez(f, codes=codes)
+    message = (f"{npz}: this is an .npz archive, not a .npy code file; save the codes with np.save (one array "
+               f"per file) or recompute them with save_style_vector.py")
+    # --instance_dir (training and testing): refused at construction, naming the file
+    with pytest.raises(InputError) as e:
+        train.main(_train_argv(dirs))
+    assert str(e.value) == message
+    with pytest.raises(InputError) as e:
+        test_script.main(_test_argv(dirs))
+    assert str(e.value) == message
+    # --style_codes / --source_codes (mixing): exit status 2, the same message
+    base = _mixing_checkpoint(dirs)
+    good = os.path.join(dirs["codes"], "img1.npy")
+    assert mix_styles.cli(base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
+                                  good, "--style_codes", npz]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    # --save_dir (extraction): recomputed like a truncated file, the job goes on
+    summary = extract_dataset(dirs["images"], dirs["labels"], dirs["codes"], LABEL_NC, size=32, n_segments=8,
+                              workers=1, progress=False)
+    assert summary["written"] == 1 and summary["skipped"] == 3 and summary["failed"] == 0
+    assert any(w.startswith(f"{npz}: existing code file is invalid (this is an .npz archive")
+               for w in summary["warnings"])
+    assert np.load(npz).shape == (LABEL_NC, 512)
+
+
+# ------------------------------------------------------------------------------- decompression bombs
+def test_an_image_too_large_to_decode_is_refused_naming_the_file(dirs, capsys, monkeypatch):
+    import warnings
+
+    import evaluate
+
+    big = os.path.join(dirs["images"], "img0.png")
+    save_image_atomic(big, np.full((64, 64, 3), 90, np.uint8))  # 4096 pixels; the label maps have 1024
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # Pillow refuses more than twice the limit
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    prefix = f"{big}: image too large to decode (Image size (4096 pixels) exceeds limit of 3000 pixels"
+
+    with pytest.raises(InputError) as e:  # train.py
+        train.main(_train_argv(dirs, "run", "--serial_batches"))
+    assert str(e.value).startswith(prefix) and "downscale it" in str(e.value)
+    summary = _extract(dirs)  # extraction: a failure of that pair, the same message
+    assert summary["failures"][0].startswith(prefix)
+    base = _mixing_checkpoint(dirs)  # mix_styles.py --style_images
+    capsys.readouterr()
+    code = os.path.join(dirs["codes"], "img1.npy")
+    assert mix_styles.cli(base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
+                                  code, "--style_images", big, "--style_labels",
+                                  os.path.join(dirs["labels"], "img0.png")]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {prefix}")
+    # evaluate.py: the pair is reported by name and left out (exit status 1)
+    assert evaluate.main(["--results_dir", dirs["images"], "--gt_dir", dirs["images"], "--no_progress",
+                          "--output", str(dirs["root"] / "m.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {big} / {big}: {prefix}" in err
+    # a label map too large to decode
+    label = os.path.join(dirs["labels"], "img2.png")
+    save_image_atomic(label, np.zeros((64, 64), np.uint8))
+    with pytest.raises(InputError, match=f"^{label}: image too large to decode"):
+        read_label(label)

@@ -20,7 +20,7 @@ ALLOWED = {
     "evaluation": {"data", "util"},
     "editing": {"data", "util"},
     "trainers": {"models", "data", "evaluation", "util"},
-    "options": {"models", "data", "trainers", "util"},
+    "options": {"models", "data", "spse", "trainers", "util"},
     "datasets": {"data", "spse", "util"},
     "editor": {"editing", "models", "spse", "datasets", "data", "util"},
 }

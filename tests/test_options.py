@@ -12,6 +12,7 @@ import pytest
 from options import build_options
 from options.base_options import RUN_SPECIFIC_OPTIONS
 from options.export_options import ExportOptions
+from options.mix_options import MixOptions
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from tests.conftest import ROOT
@@ -142,8 +143,6 @@ def test_build_options_goes_through_the_parsers(tmp_path):
 
 
 def test_run_specific_options_are_real_flags():
-    from mix_styles import MixOptions
-
     dests = set()
     for options in (TrainOptions(), TestOptions(), MixOptions()):
         parser = options.build_parser(["--gpu_ids", "-1"])
@@ -215,13 +214,12 @@ def _options_parser(options_class, argv):
 def _entry_scripts(tmp_path):
     """(script, its main, required argv, a function building its complete parser, its options class)."""
     ck = ["--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"]
-    mix_req = ck + ["--source_labels", "a.png", "--source_codes", "a.npy", "--classes", "1"]
+    mix_req = ck + ["--source_labels", "a.png", "--source_codes", "a.npy", "--style_codes", "b.npy", "--classes", "1"]
     test_script, mix_script = _load_script("test.py"), _load_script("mix_styles.py")
     train_script, edit_script = _load_script("train.py"), _load_script("edit_app.py")
     out = [("train.py", train_script.main, ck, _options_parser(TrainOptions, ck), TrainOptions),
            ("test.py", test_script.main, ck, _options_parser(TestOptions, ck), TestOptions),
-           ("mix_styles.py", mix_script.main, mix_req, _options_parser(mix_script.MixOptions, mix_req),
-            mix_script.MixOptions),
+           ("mix_styles.py", mix_script.main, mix_req, _options_parser(MixOptions, mix_req), MixOptions),
            ("edit_app.py", edit_script.main, ck, _options_parser(edit_script.EditorOptions, ck),
             edit_script.EditorOptions),
            ("scripts/export_generator.py", _load_script("scripts/export_generator.py").main, ck,

@@ -1,4 +1,5 @@
 """Tests of the SPSE dataset job (spse/job.py) and its CLI (save_style_vector.py)."""
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import save_style_vector
 from data.codes import load_codes
 from data.image_io import read_label, read_rgb
 from spse.extractor import extract_style_codes
-from spse.job import extract_dataset, format_summary, plan_items, shard
+from spse.job import PARAMS_FILE, extract_dataset, format_summary, plan_items, shard
 from util.errors import InputError, OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +163,11 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     old = np.full((LABEL_NC, 512), 0.25, np.float32)
     np.save(out / "y.npy", old)
 
+    real_replace = os.replace
+
     def failing_replace(src, dst):
+        if not str(dst).endswith(".npy"):
+            return real_replace(src, dst)  # the parameter record
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(os, "replace", failing_replace)
@@ -179,8 +184,13 @@ def test_crash_after_temporary_file_written_leaves_no_partial_file(tmp_path, mon
     _dataset(tmp_path, names=("x",))
     seen = []
 
+    real_fsync = os.fsync
+
     def failing_fsync(fd):
-        seen.append(os.fstat(fd).st_size)  # the temporary file holds data at this point
+        size = os.fstat(fd).st_size  # the temporary file holds data at this point
+        if size < 1024:  # the parameter record (a short JSON); a code file holds 2 x 512 float32
+            return real_fsync(fd)
+        seen.append(size)
         raise OSError("I/O error (simulated)")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
@@ -188,7 +198,7 @@ def test_crash_after_temporary_file_written_leaves_no_partial_file(tmp_path, mon
     monkeypatch.undo()
     assert seen and seen[0] > 0
     assert summary["failed"] == 1 and "I/O error" in summary["failures"][0]
-    assert os.listdir(tmp_path / "codes") == []
+    assert os.listdir(tmp_path / "codes") == [PARAMS_FILE]
 
 
 def test_shards_are_disjoint_and_cover_everything(tmp_path):
@@ -201,7 +211,7 @@ def test_shards_are_disjoint_and_cover_everything(tmp_path):
         seen.append(summary["written"])
         failed.append(summary["failed"])
     assert sum(seen) == 5 and sum(failed) == 1
-    assert sorted(os.listdir(tmp_path / "codes")) == sorted(f"{n}.npy" for n in names if n != "t")
+    assert sorted(os.listdir(tmp_path / "codes")) == sorted([PARAMS_FILE] + [f"{n}.npy" for n in names if n != "t"])
 
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3, 5])
@@ -284,3 +294,110 @@ def test_a_dying_worker_is_reported_not_raised(tmp_path, monkeypatch):
     monkeypatch.undo()
     again = _run(tmp_path, workers=1)  # the next run finishes the job
     assert again["written"] + again["skipped"] == 4 and again["failed"] == 0
+
+
+# ------------------------------------------------------------------------------------ the parameter record
+def _snapshot(folder):
+    return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+
+
+@pytest.mark.parametrize("changed, shown", [
+    (dict(size=16), "--size 32 (this run: 16)"),
+    (dict(n_segments=4), "--n_segments 8 (this run: 4)"),
+    (dict(compactness=20), "--compactness 10 (this run: 20)"),
+    (dict(layout="release"), "--layout lean (this run: release)"),
+    (dict(crop=False), "--no_crop not given (this run: given)"),
+])
+def test_changed_parameters_are_refused_unless_overwrite(tmp_path, changed, shown):
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    out = tmp_path / "codes"
+    record = json.loads((out / PARAMS_FILE).read_text())
+    assert record == {"version": 1, "label_nc": LABEL_NC, "size": SIZE, "n_segments": 8, "compactness": 10.0,
+                      "layout": "lean", "crop": True}
+    before = _snapshot(out)
+    with pytest.raises(OptionError) as e:
+        _run(tmp_path, workers=1, **changed)
+    msg = str(e.value)
+    assert msg.startswith(f"--save_dir {out}: its code files were extracted with other parameters, recorded in "
+                          f"{out / PARAMS_FILE}: {shown};")
+    assert "Rerun with --label_nc 4 --size 32 --n_segments 8 --compactness 10 --layout lean" in msg
+    assert "or pass --overwrite to recompute every code file with the new values" in msg
+    assert _snapshot(out) == before  # nothing changed
+    summary = _run(tmp_path, workers=1, overwrite=True, **changed)
+    assert summary["written"] == 4 and summary["failed"] == 0
+    new = json.loads((out / PARAMS_FILE).read_text())
+    assert all(new[k] == v for k, v in changed.items())
+    assert [n for n in os.listdir(out) if n.startswith(".")] == []  # no marker left
+    assert _run(tmp_path, workers=1, **changed)["skipped"] == 4  # the new values now resume
+
+
+def test_an_interrupted_recomputation_must_be_finished_with_overwrite(tmp_path, monkeypatch):
+    import spse.job
+
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    real = spse.job.run_tasks
+
+    def killed_after_one(fn, tasks, *args, **kwargs):
+        for i, result in enumerate(real(fn, tasks, *args, **kwargs)):
+            yield result
+            if i == 0:
+                raise KeyboardInterrupt  # the run dies after writing one file of the new kind
+
+    monkeypatch.setattr(spse.job, "run_tasks", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, workers=1, size=16, overwrite=True)
+    monkeypatch.undo()
+    with pytest.raises(OptionError, match="did not finish .*rerun it with --overwrite to finish"):
+        _run(tmp_path, workers=1, size=16)  # the record says 16, but three files still hold size-32 codes
+    summary = _run(tmp_path, workers=1, size=16, overwrite=True)
+    assert summary["written"] == 4
+    assert _run(tmp_path, workers=1, size=16)["skipped"] == 4
+    for n in ("a1", "a2", "a10", "b"):
+        expected = extract_style_codes(read_rgb(tmp_path / "img" / f"{n}.png"),
+                                       read_label(tmp_path / "lbl" / f"{n}.png"), LABEL_NC, size=16, n_segments=8)
+        np.testing.assert_array_equal(load_codes(tmp_path / "codes" / f"{n}.npy", LABEL_NC), expected)
+
+
+def test_a_stem_that_fails_a_recomputation_loses_its_stale_code(tmp_path):
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    with open(tmp_path / "img" / "b.png", "wb") as f:
+        f.write(b"not a png")
+    summary = _run(tmp_path, workers=1, size=16, overwrite=True)
+    assert summary["written"] == 3 and summary["failed"] == 1
+    assert "its code file of the previous parameters" in summary["failures"][0]
+    assert not (tmp_path / "codes" / "b.npy").exists()
+
+
+def test_codes_without_a_record_are_kept_with_a_warning(tmp_path):
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    os.remove(tmp_path / "codes" / PARAMS_FILE)
+    summary = _run(tmp_path, workers=1)
+    assert summary["skipped"] == 4
+    assert any("holds code files but no record of their parameters" in w for w in summary["warnings"])
+    assert (tmp_path / "codes" / PARAMS_FILE).is_file()
+
+
+def test_cli_refuses_other_parameters_with_one_error_line(tmp_path, capsys):
+    image_dir, label_dir = _dataset(tmp_path)
+    argv = ["--image_dir", image_dir, "--label_dir", label_dir, "--save_dir", str(tmp_path / "codes"),
+            "--label_nc", str(LABEL_NC), "--workers", "1", "--no_progress", "--n_segments", "8"]
+    assert save_style_vector.main(argv + ["--size", "32"]) == 0
+    capsys.readouterr()
+    assert save_style_vector.main(argv + ["--size", "24"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --save_dir") and "--size 32 (this run: 24)" in err[0]
+
+
+def test_an_unreadable_record_needs_overwrite(tmp_path):
+    _dataset(tmp_path)
+    _run(tmp_path, workers=1)
+    record = tmp_path / "codes" / PARAMS_FILE
+    record.write_text("{truncated")
+    with pytest.raises(InputError, match=f"^{record}: unreadable record of the extraction parameters .*--overwrite"):
+        _run(tmp_path, workers=1)
+    assert _run(tmp_path, workers=1, overwrite=True)["written"] == 4
+    assert json.loads(record.read_text())["size"] == SIZE

@@ -51,9 +51,12 @@ import torch.nn.functional as F
 
 from models.checkpoints import cpu_state_dict
 from util.errors import CheckpointError, OptionError
+from util.flag_rules import Range, at_least, check_value, set_rules
 
 EMA_STATE_VERSION = 1
 WARMUP = 10  # the warm-up's constant: d_n = (1 + n) / (WARMUP + n)
+FLAG_RULES = {"ema_decay": Range(0, 1, high_open=True, note="0 disables the EMA generator"),
+              "ema_every": at_least(1), "ema_bn_batches": at_least(0)}
 
 
 def modify_commandline_options(parser, is_train):
@@ -71,18 +74,14 @@ def modify_commandline_options(parser, is_train):
                         "recomputed before it is evaluated or saved (0: copy G's statistics)")
     g.add_argument("--ema_cpu", action="store_true",
                    help="keep the average in host memory instead of on the training device")
+    set_rules(g, **FLAG_RULES)
     return parser
 
 
 def validate_options(opt):
-    """Raise :class:`OptionError` for out-of-range EMA flags."""
-    decay = opt.ema_decay
-    if not 0.0 <= decay < 1.0:
-        raise OptionError(f"--ema_decay {decay}: must lie in [0, 1) (0 disables the EMA generator)")
-    if opt.ema_every < 1:
-        raise OptionError(f"--ema_every {opt.ema_every}: must be at least 1")
-    if opt.ema_bn_batches < 0:
-        raise OptionError(f"--ema_bn_batches {opt.ema_bn_batches}: must be >= 0")
+    """Raise :class:`OptionError` for out-of-range EMA flags (the rules of :data:`FLAG_RULES`)."""
+    for dest, rule in FLAG_RULES.items():
+        check_value(f"--{dest}", getattr(opt, dest), float if dest == "ema_decay" else int, rule)
 
 
 def _is_batchnorm(module):

@@ -50,12 +50,14 @@ from models import checkpoints as ckpt
 from util import distributed as dist_util
 from evaluation import metrics
 from util.errors import CheckpointError, InputError, OptionError
+from util.flag_rules import at_least, check_value, set_rules
 from util.io import write_text_atomic
 
 # metric -> True when larger is better
 METRICS = {"ssim": True, "psnr": True, "rmse": False, "fid": False}
 EVAL_FOLDERS = {"label_dir": "labels", "image_dir": "images", "instance_dir": "codes"}
 BEST_FILE = "best.json"
+EVAL_FREQ_RULE = at_least(1)
 
 
 def modify_commandline_options(parser, is_train):
@@ -74,13 +76,13 @@ def modify_commandline_options(parser, is_train):
                    help="metric that selects best_net_G.pth / best_net_G_ema.pth")
     g.add_argument("--inception_path", type=str, default=None,
                    help=f"local path of {metrics.FID_WEIGHTS_NAME} for FID; when left out, torch's hub cache")
+    set_rules(g, eval_freq=EVAL_FREQ_RULE)
     return parser
 
 
 def validate_options(opt):
     """Raise :class:`OptionError` for bad evaluation flags (folders are checked by the evaluator)."""
-    if opt.eval_freq < 1:
-        raise OptionError(f"--eval_freq {opt.eval_freq}: must be at least 1")
+    check_value("--eval_freq", opt.eval_freq, int, EVAL_FREQ_RULE)
 
 
 def eval_options(opt):

@@ -17,5 +17,9 @@ class OptionError(ValueError):
     """An inconsistent or invalid command-line option."""
 
 
-USER_ERRORS = (InputError, CheckpointError, OptionError)
+class OutputError(RuntimeError):
+    """An output that cannot be written: a folder that is a file or read-only, a full disk."""
+
+
+USER_ERRORS = (InputError, CheckpointError, OptionError, OutputError)
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
+from util.flag_rules import NON_NEGATIVE, set_rules
 
 GAN_MODES = ("hinge", "ls", "original", "w")
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
@@ -30,6 +31,7 @@ def modify_commandline_options(parser, is_train):
     g.add_argument("--vgg_path", type=str, default=None,
                    help=f"ImageNet VGG19 weights (torchvision's {VGG19_FILENAME}); when left out, torch's "
                         "hub cache <torch.hub.get_dir()>/checkpoints/" + VGG19_FILENAME)
+    set_rules(g, lambda_feat=NON_NEGATIVE, lambda_vgg=NON_NEGATIVE)
     return parser
 
 
