@@ -1,7 +1,7 @@
 """Distributed training: 2 gloo processes on CPU stay in sync and match one process on the same global batch.
 
-ACE's noise injection draws its noise per process, so 1- and 2-process runs
-draw different noise by construction; both runs here train a model whose
+ACE's noise injection draws its noise per process (each rank from its own
+stream), so 1- and 2-process runs draw different noise by construction; both runs here train a model whose
 learned noise scale is frozen at its initial 0 (``tests._synthetic.noise_free_model``). Everything else -- sync BatchNorm statistics, gradient
 averaging, the split of each global batch over the ranks, rank-0-only
 saving -- is compared.

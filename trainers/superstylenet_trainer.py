@@ -389,7 +389,10 @@ class SuperStyleNetTrainer:
         self.global_step = epoch * int(steps_per_epoch)
         self.set_epoch_lr(epoch)
         if self.ema is not None:
-            self._resume_ema_from_snapshot(ckpt.network_path(folder, which, ckpt.EMA_NET))
+            ema_path = ckpt.network_path(folder, which, ckpt.EMA_NET)
+            if os.path.isfile(ema_path):
+                self.loaded_files.append(ema_path)
+            self._resume_ema_from_snapshot(ema_path)
         self.resumed_at = (epoch, int(steps_per_epoch))
         return epoch, int(steps_per_epoch), False
 
