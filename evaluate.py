@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from evaluation.metrics import FID_WEIGHTS_NAME
+from evaluation.metrics import DEFAULT_SSIM, FID_WEIGHTS_NAME, SSIM_VARIANTS
 from evaluation.report import evaluate, format_table
 from util.cli import HelpFormatter
 from util.errors import USER_ERRORS
@@ -31,9 +31,9 @@ def build_parser():
                    help="resize both images to SIZE x SIZE (bicubic) before the metrics; by default "
                         "the ground truth is resized to the result's size when they differ")
     p.add_argument("--gray_ssim", action="store_true", help="SSIM on luminance instead of RGB")
-    p.add_argument("--gaussian_ssim", action="store_true",
-                   help="SSIM with Wang et al.'s 11x11 Gaussian window (sigma 1.5) instead of skimage's "
-                        "7x7 uniform window")
+    p.add_argument("--ssim_variant", default=DEFAULT_SSIM, choices=tuple(SSIM_VARIANTS),
+                   help="SSIM window: gaussian (sigma 1.5, population covariance; the release's and the paper's) "
+                        "or uniform (scikit-image's default 7x7 window, sample covariance)")
     p.add_argument("--allow_unpaired", action="store_true",
                    help="evaluate the pairs found and only warn about files without a partner")
     p.add_argument("--fid", action="store_true", help="also compute FID (needs the Inception weights)")
@@ -54,7 +54,7 @@ def main(argv=None):
     opt = build_parser().parse_args(argv)
     try:
         report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
-                          gaussian_ssim=opt.gaussian_ssim,
+                          ssim_variant=opt.ssim_variant,
                           allow_unpaired=opt.allow_unpaired, fid=opt.fid,
                           inception_path=opt.inception_path,
                           batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress,

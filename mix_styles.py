@@ -27,13 +27,14 @@ The architecture comes from ``checkpoints/<name>/opt.json`` as in
 ``--use_ema`` the averaged generator ``<which_epoch>_net_G_ema.pth``. Only
 label maps and code files are needed (no photographs). Output:
 ``<mix_dir>/index.html`` (default ``results/<name>/mix_<which_epoch>``, with
-``_ema`` appended under ``--use_ema``), a grid
-with one row per source: its label map, its reconstruction, then one cell per
+``_ema`` appended under ``--use_ema``), laid out as ``test.py``'s page
+(``util/pages.py``): a heading (model, checkpoint, EMA or not, the classes
+restyled), a class legend with the restyled classes marked, and a grid with
+one row per source: its label map, its reconstruction, then one cell per
 (style, alpha), and with ``--edit_rgb dr,dg,db`` a column where the chosen
-classes' codes are shifted in colour instead; the first row shows the style
+classes' codes are shifted in colour instead; the header row shows the style
 images. ``mix.json`` lists every cell's image file.
 """
-import json
 import os
 import sys
 
@@ -43,6 +44,7 @@ from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
 from options.test_options import TestOptions
 from util.cli import run_cli
 from util.errors import InputError, OptionError
+from util.pages import class_legend, write_mix_page
 
 
 class MixOptions(TestOptions):
@@ -156,70 +158,16 @@ def load_styles(opt, mixer, progress=True):
     return styles
 
 
-def cell_name(source, style, alpha):
-    """File name of one grid cell (relative to ``images/``)."""
-    return f"mixed/{source}__{style}__a{alpha:g}.png"
-
-
-def write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb=None):
-    """Write ``index.html`` (dominate grid via util.html) and ``mix.json``; returns the page path.
-
-    ``grid`` is :func:`editing.style_mixing.mix_grid`'s result, plus ``grid["edited"]``
-    (``{source: image}``) when ``edit_rgb`` is given.
-    """
-    from dominate.tags import br, img, p, table, th, tr
-
-    from util import html
-    from util.io import write_text_atomic
-    from util.images import tensor2label
-
-    page = html.HTML(mix_dir, f"Style mixing: {opt.name} (epoch {opt.which_epoch}"
-                              + (", EMA generator" if opt.use_ema else "") + f"), classes {class_label}")
-    width = opt.display_winsize
-    style_images = dict(zip([s for s, _ in styles], opt.style_images or []))
-    manifest = {"classes": classes, "alphas": alphas, "edit_rgb": edit_rgb, "rows": []}
-
-    def cell(src, caption):
-        html.image_cell(src, caption, width)
-
-    shown = {name: page.save_image(f"styles/{name}.png", read_rgb(path)) for name, path in style_images.items()}
-    t = table(border=1, style="table-layout: fixed;")
-    page.doc.add(t)
-    with t:
-        with tr():
-            th("source label")
-            th("reconstruction")
-            for style_name, _ in styles:
-                for alpha in alphas:
-                    with th():
-                        if style_name in shown:
-                            img(style=f"width:{width}px", src=os.path.join("images", shown[style_name]))
-                            br()
-                        p(f"style {style_name}" + (f", alpha {alpha:g}" if alphas != [1.0] else ""))
-            if edit_rgb is not None:
-                th(f"colour edit {edit_rgb}")
-        for src_name, label, _ in sources:
-            row = {"source": src_name,
-                   "label": page.save_image(f"labels/{src_name}.png", tensor2label(label, opt.semantic_nc)),
-                   "reconstruction": page.save_image(f"reconstruction/{src_name}.png",
-                                                     grid["reconstruction"][src_name]),
-                   "cells": []}
-            with tr():
-                cell(row["label"], src_name)
-                cell(row["reconstruction"], "own codes")
-                for style_name, _ in styles:
-                    for alpha in alphas:
-                        name = page.save_image(cell_name(src_name, style_name, alpha),
-                                               grid["mixed"][(src_name, style_name, alpha)])
-                        row["cells"].append({"style": style_name, "alpha": alpha, "image": name})
-                        cell(name, f"{class_label} from {style_name}" + (f", alpha {alpha:g}"
-                                                                           if alphas != [1.0] else ""))
-                if edit_rgb is not None:
-                    row["edited"] = page.save_image(f"edited/{src_name}.png", grid["edited"][src_name])
-                    cell(row["edited"], f"{class_label} shifted by {edit_rgb}")
-            manifest["rows"].append(row)
-    write_text_atomic(os.path.join(mix_dir, "mix.json"), json.dumps(manifest, indent=2) + "\n")
-    return page.save()
+def page_facts(opt, info, class_label, alphas, edit_rgb):
+    """The heading of the mixing page: model, checkpoint, generator, what was restyled."""
+    facts = [("model", opt.name),
+             ("checkpoint", f"{opt.which_epoch}: {info['path']} ({info['format_name']})"),
+             ("generator", "EMA (averaged weights, --use_ema)" if opt.use_ema else "raw (not averaged)"),
+             ("classes restyled", class_label), ("alphas", ", ".join(f"{a:g}" for a in alphas)),
+             ("noise seed", opt.seed)]
+    if edit_rgb is not None:
+        facts.append(("colour edit", f"{edit_rgb} added to the R, G, B thirds of the codes"))
+    return facts
 
 
 def main(argv=None):
@@ -236,7 +184,8 @@ def main(argv=None):
     names = read_class_names(names_path) if names_path else None
     classes = parse_class_list(opt.classes, opt.label_nc, names)
     class_label = ",".join(names[c] if names and c < len(names) else str(c) for c in classes)
-    mixer = StyleMixer(load_inference_model(opt), opt, seed=opt.seed)
+    model = load_inference_model(opt)
+    mixer = StyleMixer(model, opt, seed=opt.seed)
 
     sources = [(stem(lp), mixer.load_label(lp), mixer.load_codes(cp))
                for lp, cp in zip(opt.source_labels, opt.source_codes)]
@@ -252,7 +201,13 @@ def main(argv=None):
                           for name, label, codes in sources}
     mix_dir = opt.mix_dir or os.path.join(opt.results_dir, opt.name,
                                           f"mix_{opt.which_epoch}" + ("_ema" if opt.use_ema else ""))
-    path = write_page(mix_dir, opt, sources, styles, classes, class_label, alphas, grid, edit_rgb)
+    pictures = {name: read_rgb(p) for name, p in zip([s for s, _ in styles], opt.style_images or [])}
+    path = write_mix_page(mix_dir, f"Style mixing: {opt.name}, checkpoint {opt.which_epoch}"
+                          + (" (EMA generator)" if opt.use_ema else ""),
+                          page_facts(opt, model.checkpoint_info, class_label, alphas, edit_rgb),
+                          class_legend(opt.semantic_nc, names, dontcare=opt.contain_dontcare_label), classes,
+                          sources, styles, alphas, grid, class_label, opt.semantic_nc, style_pictures=pictures,
+                          edit_rgb=edit_rgb, width=opt.display_winsize)
     print(f"{len(sources)} source(s) x {len(styles)} style(s) x {len(alphas)} alpha(s); page: {path}")
     return path
 

@@ -1,36 +1,22 @@
 """Benchmark: this project's model against the literal (release-style) formulation.
 
-Measures, at crop 128, ngf 16, batch 2, label_nc 19 (defaults):
+Tasks, at crop 128, ngf 16, batch 2, label_nc 19 (defaults):
 
-* one full training step: G forward + GAN, feature-matching and VGG losses
-  (VGG19 with *random* weights, so no download is needed; its cost is the same
-  for both variants) + backward, then the D step (D forward on the detached
-  fake and the real image + backward). No optimiser step (identical for both).
-* the same training step without the VGG loss (``train_novgg``: G step with
-  GAN + feature matching only, as the networks issue words it);
-* generator-only inference (eval mode, no grad).
+* ``train``: G forward with GAN, feature-matching and VGG losses (VGG19 with
+  *random* weights, the same cost for both variants) + backward, then the D
+  step; no optimiser step;
+* ``train_novgg``: the same without the VGG loss;
+* ``inference``: the generator in eval mode, without grad.
 
-The reference is the same network with the same weights (same seed) whose ACE
-layers use the literal formulations of SPEC §3, the ones the tests check the
-model against (``tests/_reference.py``: ``LiteralACE`` via ``to_literal``):
-
-* a Python loop over batch and class; for every class present in the image:
-  GSAS as the O(C²) graph (the stacked (1, 2, C, C) map [s_k, s_i], a 1×1 conv
-  giving ``A[i,k] = w_t s_i + w_e s_k + b``, softmax over i), the class's own
-  Linear + ReLU, and an in-place masked scatter of μ_j into the style map
-  M (B, 512, H, W);
-* separate conv_gamma / conv_beta 3×3 convs on M.
-
-Each (variant, task) runs in a fresh subprocess so that peak memory can be read
-from ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak resident set size of
-that process). We report the peak and its increase over the RSS measured right
-after the model was built (weights, grads excluded: the increase is the working
-memory of the step). Timings are the median of ``--repeats`` steps after one
-warm-up step (the best of them is printed too, as
-the least disturbed by other jobs on a shared machine).
-
-Also printed: the parameter count at label_nc 19, ngf 64, crop 256 next to the
-release's, and how much GSAS moves the outputs.
+The reference is the same network with the same weights whose ACE layers use
+the literal formulations of docs/method.md §5–§6 (``tests/_reference.py``:
+``LiteralACE`` via ``to_literal``, the code the tests check the model
+against). Each (variant, task) runs in a fresh subprocess; reported: the
+median (and best) of ``--repeats`` timed steps after one warm-up, the peak RSS
+and the peak minus the RSS after building the model (the step's working
+memory), the parameter count at label_nc 19, ngf 64, crop 256 next to the
+release's, and how much GSAS moves the release fixture's output. What the
+numbers mean: docs/model.md, "Benchmark".
 
 Usage: python benchmarks/bench_model.py [--crop 128 --ngf 16 --batch 2 --label_nc 19
        --repeats 3 --threads N --json out.json]
@@ -52,7 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.memory import peak_rss_mib, rss_mib  # noqa: E402
 from options import build_options  # noqa: E402
-from tests._reference import find_reference_dir, to_literal  # noqa: E402
+from tests._reference import DATA_DIR, to_literal  # noqa: E402
 
 RELEASE_G_PARAMS = 274_785_245
 TASKS = ("train", "train_novgg", "inference")
@@ -154,10 +140,9 @@ def gsas_effect():
     from models.networks import SuperStyleNetGenerator
     from models.networks.gsas import GSAS
 
-    folder = find_reference_dir()
-    path = os.path.join(folder, "original_netG_fixture.npz") if folder else None
-    if path is None or not os.path.isfile(path):
-        return {"note": "fixture not found; GSAS effect not measured"}
+    path = os.path.join(DATA_DIR, "original_netG_fixture.npz")
+    if not os.path.isfile(path):
+        return {"note": f"{path} not found; GSAS effect not measured"}
     z = np.load(path)
     state = {}
     for k in z.files:

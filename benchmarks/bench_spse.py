@@ -1,42 +1,22 @@
-"""Benchmark SPSE extraction against the straightforward implementation.
+"""Benchmark SPSE extraction against the straightforward implementation (docs/spse.md, "Benchmark").
 
-Images: colour photographs bundled with scikit-image (no download).
-Label maps (deterministic, 10-19 classes, computed from each photo):
+Images: colour photographs bundled with scikit-image (no download), with
+deterministic label maps of 10-19 classes computed from each photo (C =
+10 + (image index * 3) % 10 classes): ``regions`` (SLIC into ~60 regions,
+n_segments=60, compactness=30, grouped into C classes by ``kmeans2`` of
+their mean colours, seed 0, ``minit='++'``), ``parts`` (SLIC into ~C
+segments, compactness 20, one class each), ``face`` (a fixed face-parsing
+layout of ellipses in the 19-class CelebAMask-HQ order) and ``quantised``
+(per-pixel colour quantisation into C classes).
 
-* ``regions`` (semantic-map-like): SLIC over-segmentation of the photo into
-  about 60 compact regions (n_segments=60, compactness=30), whose mean
-  colours are grouped into C classes by k-means (scipy ``kmeans2``, seed 0,
-  ``minit='++'``); C = 10 + (image index * 3) % 10. Each class is a union of
-  a few spatially coherent regions of similar colour.
-* ``parts`` (like face parsing: one compact region per class): SLIC of the
-  photo into about C segments (compactness 20), each segment one class;
-* ``face`` (like CelebAMask-HQ): a fixed face-parsing layout in the
-  19-class CelebAMask-HQ order, drawn as ellipses over every photo (cloth,
-  neck, necklace, hair, skin, ears, earring, brows, eyes, nose, mouth, lips,
-  hat; 17 classes present, many of them small). The layout does not follow
-  the photo's content; it reproduces the class-size statistics of face maps;
-* ``quantised`` (worst case for the bounding-box crop): per-pixel k-means
-  colour quantisation into C classes; classes are scattered over the whole
-  image, so their bounding boxes are nearly the full image.
-
-Baseline (the straightforward way, run in this process on the same arrays):
-per class, ``slic`` on the full ``size x size`` RGB image with the class mask,
-a Python loop over superpixels with boolean masks for the means, and
-``scipy.interpolate.InterpolatedUnivariateSpline`` (k=3) resampling. It
-applies the same resampling rule as ours (including the linear/constant
-fallbacks for K < 4).
-
-Ours, timed on the same arrays: ``spse.extractor.extract_style_codes`` in-process
-with the scikit-image backend (the previous extractor) and with the numba
-backend (compiled mask SLIC), and the whole job ``spse.job.extract_dataset``
-(reading PNGs, writing .npy files) with the numba backend and ``--workers`` 1
-and 2 (pool start-up included; the job is cheap, so it runs ``--repeats`` times
-and the median is reported). CPU time (this process and its workers) is
-reported next to wall time: it is much less sensitive to other work on the
-machine. Untimed checks, asserted for every image: the
-numba codes equal the scikit-image backend's bit for bit, and the numba
-pipeline without the crop equals the baseline (max abs difference < 1e-5; the
-baseline's scipy splines differ from our resampling matrix by about 1e-12).
+Baseline, in this process on the same arrays: per class, ``slic`` on the full
+image with the class mask, a Python loop over superpixels with boolean masks,
+``InterpolatedUnivariateSpline`` (k=3) with our resampling rule. Timed
+against it: ``extract_style_codes`` with the scikit-image and the numba
+backend, and the whole job ``extract_dataset`` (PNG reading, .npy writing;
+numba) with ``--workers`` 1 and 2, ``--repeats`` times (median); wall and CPU
+time. Asserted for every image: numba codes == scikit-image codes bit for
+bit, and the numba pipeline without the crop equals the baseline (< 1e-5).
 
 Usage: ``python benchmarks/bench_spse.py [--quick] [--labels KIND ...] [--workers N ...] [--size 512]``
 (default: all four label kinds, workers 1 and 2).

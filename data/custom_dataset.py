@@ -1,4 +1,4 @@
-"""``--dataset_mode custom``: label maps, photographs and style-code files (SPEC §2).
+"""``--dataset_mode custom``: label maps, photographs and style-code files (docs/method.md §3).
 
 Three folders are paired by file stem after a natural sort:
 ``--label_dir`` (single-channel PNG class maps), ``--image_dir`` (photos) and

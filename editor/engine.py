@@ -16,9 +16,6 @@ the renderer's caches. Everything else may run concurrently.
 import collections
 import hashlib
 import io
-import os
-import re
-import tempfile
 import threading
 import types
 
@@ -27,8 +24,9 @@ import torch
 from PIL import Image
 
 from data.image_io import check_aspect_ratio, check_label_values, read_label, read_rgb, stem
-from util.errors import InputError, OptionError
 from editing.style_mixing import StyleMixer, normalise_codes
+from editor.uploads import PixelBudget, header_pixels, read_upload, upload_files
+from util.errors import InputError, OptionError
 from util.images import label_colormap, tensor2im, tensor2label
 
 THUMB_SIZE = 96
@@ -41,27 +39,6 @@ def encode_png(image):
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def read_upload(data, name, reader):
-    """``reader(path)`` (``read_rgb`` / ``read_label``) on uploaded bytes, with messages naming ``name``.
-
-    The bytes go to a temporary file with the upload's (sanitised) file name,
-    so the project's readers apply their rules unchanged (a lossy label map is
-    recognised by its name as well as by its content); the file is removed
-    afterwards.
-    """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(str(name))) or "upload"
-    with tempfile.TemporaryDirectory(prefix="ssn_upload_") as folder:
-        path = os.path.join(folder, safe)
-        with open(path, "wb") as f:
-            f.write(data)
-        try:
-            return reader(path)
-        except InputError as e:
-            raise InputError(str(e).replace(path, str(name))) from e
-        except Image.DecompressionBombError as e:
-            raise InputError(f"{name}: image too large to decode ({e})") from e
 
 
 class _LRU:
@@ -107,9 +84,16 @@ class EditorEngine:
         class_names: names of the label classes (index = label value) or None.
         spse_size: SPSE working resolution for uploads (512 as in the method).
         max_layouts: label layouts whose generator constants stay cached.
+        max_upload_pixels: pixels that uploads of all sessions may decode at once
+            (:class:`editor.uploads.PixelBudget`).
+
+    A *label* here is a preprocessed ``(1, H, W)`` int64 map (don't care is
+    ``label_nc``), the sample's own (:meth:`sample_label`) or a painted copy of it;
+    the methods that take ``label=None`` use the sample's own.
     """
 
-    def __init__(self, model, opt, samples, class_names=None, spse_size=512, max_layouts=2):
+    def __init__(self, model, opt, samples, class_names=None, spse_size=512, max_layouts=2,
+                 max_upload_pixels=64e6):
         from editor.renderer import LayoutRenderer
 
         if not samples:
@@ -121,6 +105,7 @@ class EditorEngine:
         self.label_nc = int(opt.label_nc)
         self.class_names = class_name_list(class_names, self.label_nc)
         self.spse_size = int(spse_size)
+        self.upload_pixels = PixelBudget(max_upload_pixels)
         self.mixer = StyleMixer(model, opt, seed=opt.seed)  # test-time label preprocessing, code loading
         self.renderer = LayoutRenderer(model.netG, seed=opt.seed, max_layouts=max_layouts)
         self._render_lock = threading.Lock()
@@ -132,11 +117,11 @@ class EditorEngine:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_options(cls, opt, model=None, max_layouts=2):
-        """Engine for ``opt``: samples from ``--label_dir``/``--image_dir``/``--instance_dir`` (paired as
-        the custom dataset pairs them), class names from ``--class_names`` or the first ``classes.txt``
-        next to the labels, the model from ``checkpoints/<name>/<which_epoch>_net_G.pth`` unless
-        ``model`` is given."""
+    def from_options(cls, opt, model=None):
+        """Engine for ``opt`` (:class:`options.editor_options.EditorOptions`): samples from
+        ``--label_dir``/``--image_dir``/``--instance_dir`` (paired as the custom dataset pairs them), class
+        names from ``--class_names`` or the first ``classes.txt`` next to the labels, the model from
+        ``checkpoints/<name>/<which_epoch>_net_G.pth`` unless ``model`` is given."""
         from data.custom_dataset import CustomDataset
         from datasets.class_names import find_class_names, read_class_names
         from models.inference import load_inference_model
@@ -149,21 +134,22 @@ class EditorEngine:
         if model is None:
             model = load_inference_model(opt)
         return cls(model.to(opt.device), opt, samples, names, spse_size=opt.spse_size,
-                   max_layouts=max_layouts)
+                   max_layouts=opt.max_layouts, max_upload_pixels=opt.max_upload_mpix * 1e6)
 
     # ------------------------------------------------------------------ samples
     def check_index(self, index):
         """``index`` as an int; raises :class:`OptionError` when it names no sample."""
         try:
             index = int(index)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise OptionError(f"sample {index!r}: expected an index") from e
         if not 0 <= index < len(self.samples):
             raise OptionError(f"sample {index} does not exist (there are {len(self.samples)})")
         return index
 
     def sample_label(self, index):
-        """Preprocessed ``(1, H, W)`` int64 label map of sample ``index`` (don't care mapped to label_nc)."""
+        """Preprocessed ``(1, H, W)`` int64 label map of sample ``index`` (shared: do not modify; don't care =
+        label_nc)."""
         index = self.check_index(index)
         return self._labels.get(index, lambda: self.mixer.load_label(self.samples[index].label_path))
 
@@ -178,20 +164,20 @@ class EditorEngine:
 
         return self._codes.get(index, load)
 
-    def present_classes(self, index):
-        """Sorted class indices (< label_nc) that occur in the preprocessed label map of sample ``index``."""
-        values = torch.unique(self.sample_label(index)).tolist()
-        return [v for v in values if v < self.label_nc]
+    def present_classes(self, index, label=None):
+        """Sorted class indices (< label_nc) that occur in ``label`` (default: sample ``index``'s)."""
+        label = self.sample_label(index) if label is None else label
+        return [v for v in torch.unique(label).tolist() if v < self.label_nc]
 
-    def pick(self, index, fx, fy):
-        """Class at the fractional position (``fx``, ``fy`` in [0, 1)) of sample ``index``'s label map.
+    def pick(self, index, fx, fy, label=None):
+        """Class at the fractional position (``fx``, ``fy`` in [0, 1]) of ``label`` (default: the sample's).
 
         Returns the class index, or None for a don't-care pixel.
         """
-        label = self.sample_label(index)
+        label = self.sample_label(index) if label is None else label
         try:
             fx, fy = float(fx), float(fy)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise OptionError(f"pick position ({fx!r}, {fy!r}): expected two numbers") from e
         if not (0 <= fx <= 1 and 0 <= fy <= 1):
             raise OptionError(f"pick position ({fx:g}, {fy:g}) lies outside the image")
@@ -212,34 +198,49 @@ class EditorEngine:
 
         return self._pngs.get(("thumb", index), make)
 
-    def label_png(self, index):
-        """PNG bytes of the sample's preprocessed label map, colourised with :meth:`palette`."""
+    def label_png(self, index, label=None):
+        """PNG bytes of ``label`` (default: sample ``index``'s, cached), colourised with :meth:`palette`."""
+        if label is not None:
+            return encode_png(tensor2label(label, self.opt.semantic_nc))
         index = self.check_index(index)
         return self._pngs.get(("label", index),
                               lambda: encode_png(tensor2label(self.sample_label(index), self.opt.semantic_nc)))
+
+    def label_map_png(self, label):
+        """A label file of ``label``: single-channel PNG of class indices (don't care written as 255).
+
+        8-bit for up to 255 classes, else 16-bit; it reads back with ``data.image_io.read_label``.
+        """
+        values = label[0].cpu().numpy().astype(np.int64)
+        values[values >= self.label_nc] = 255  # don't care, as label files store it
+        return encode_png(values.astype(np.uint8 if self.label_nc < 255 else np.uint16))
 
     def palette(self):
         """``"#rrggbb"`` colour of each class in the colourised label maps (as in result pages)."""
         return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in label_colormap(self.opt.semantic_nc)]
 
     # ------------------------------------------------------------------ rendering
-    def render(self, index, raw_codes):
-        """Image ``(H, W, 3)`` uint8 of sample ``index``'s layout with raw codes ``(label_nc, 512)``.
+    def render(self, index, raw_codes, label=None):
+        """Image ``(H, W, 3)`` uint8 of ``label`` (default: sample ``index``'s) with raw codes ``(label_nc, 512)``.
 
-        The same as ``StyleMixer.generate`` with the same seed, up to float
-        rounding; the generator's work that depends only on the layout is
-        cached (:class:`editor.renderer.LayoutRenderer`).
+        The same as ``StyleMixer.generate(label, raw_codes)`` with the same
+        seed, up to float rounding. The generator's work that depends only on
+        the layout is cached per sample (:class:`editor.renderer.LayoutRenderer`);
+        a painted label updates the cache where it differs.
         """
         index = self.check_index(index)
         codes = normalise_codes(raw_codes, self.opt.semantic_nc)[None]
         with self._render_lock:
-            segmap = self._segmaps.get(index, lambda: self._segmap(index, codes))
+            if label is None:
+                segmap = self._segmaps.get(index, lambda: self._segmap(index, self.sample_label(index), codes))
+            else:
+                segmap = self._segmap(index, label, codes)
             out = self.renderer.render(("sample", index), segmap, codes.to(segmap.device, segmap.dtype))
         return tensor2im(out[0])
 
-    def _segmap(self, index, codes):
-        """One-hot ``(1, J, H, W)`` segmap of sample ``index`` on the model's device (the model's own rule)."""
-        data = {"label": self.sample_label(index)[None], "codes": codes, "path": [self.samples[index].name]}
+    def _segmap(self, index, label, codes):
+        """One-hot ``(1, J, H, W)`` segmap of ``label`` on the model's device (the model's own rule)."""
+        data = {"label": label[None], "codes": codes, "path": [self.samples[index].name]}
         segmap, _, _ = self.model.preprocess_input(data)
         return segmap
 
@@ -253,7 +254,10 @@ class EditorEngine:
         Raises :class:`InputError` naming the file for an unreadable image, a
         colour, multi-channel or lossy (JPEG) label map, label values out of
         range, or a photo and label map of different aspect ratios (the
-        project's rules, ``data/image_io.py``; sizes may differ).
+        project's rules, ``data/image_io.py``; sizes may differ);
+        :class:`editor.uploads.UploadTooLarge` when their headers announce
+        more pixels than the budget, :class:`editor.uploads.Busy` when other
+        uploads hold the budget.
         """
         key = hashlib.sha256(b"%d:" % len(image_bytes) + image_bytes + label_bytes).hexdigest()
         return self._uploads.get((key, self.spse_size),
@@ -262,10 +266,14 @@ class EditorEngine:
     def _extract(self, image_bytes, image_name, label_bytes, label_name):
         from spse.extractor import extract_style_codes
 
-        image = read_upload(image_bytes, image_name, read_rgb)
-        label = read_upload(label_bytes, label_name, read_label)
-        check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_name, label_name)
-        check_label_values(label, self.label_nc, label_name, allow_dontcare=self.opt.contain_dontcare_label)
-        codes = extract_style_codes(image, label, self.label_nc, size=self.spse_size)
+        with upload_files([(image_bytes, image_name), (label_bytes, label_name)]) as (image_path, label_path):
+            sizes = [header_pixels(image_path), header_pixels(label_path)]
+            pixels = sum(w * h for w, h in filter(None, sizes))
+            with self.upload_pixels.reserve(pixels, f"{image_name} with {label_name}"):
+                image = read_upload(image_path, image_name, read_rgb)
+                label = read_upload(label_path, label_name, read_label)
+                check_aspect_ratio(image.shape[1::-1], label.shape[::-1], image_name, label_name)
+                check_label_values(label, self.label_nc, label_name, allow_dontcare=self.opt.contain_dontcare_label)
+                codes = extract_style_codes(image, label, self.label_nc, size=self.spse_size)
         codes.setflags(write=False)
         return codes, [int(v) for v in np.unique(label) if v < self.label_nc]

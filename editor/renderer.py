@@ -1,43 +1,20 @@
-"""Fast re-rendering of one label layout with changing style codes.
+"""Fast re-rendering of one label layout with changing style codes: :class:`LayoutRenderer`.
 
-While a person edits a sample, its label map stays the same and only the
-style codes change. A large part of the generator's work depends on the label
-map alone: in every ACE layer (``models/networks/ace.py``) the SPADE branch
-(three 3×3 convolutions on the resized segmap, the costliest part of the
-generator at high resolution), the noise, the batch-norm statistics (running
-statistics in eval mode), and the resized and unfolded segmap. The weights of
-the spectral-normalised convolutions do not change either.
-:class:`LayoutRenderer` computes those once per layout and keeps them, so a
-re-render only runs what depends on the codes: the main convolutions, and in
-the blocks with style, GSAS, the per-class linear layers and the style
-modulation.
+``LayoutRenderer(netG, seed, max_layouts).render(key, segmap, codes)``: ``segmap``
+``(1, J, H, W)`` one-hot, ``codes`` ``(1, J, 512)`` normalised, both on the
+model's device -> ``(1, 3, H, W)`` in [-1, 1]; batch size 1 only. The result
+equals the generator's forward pass with the same noise seed up to float
+rounding (``tests/test_editor.py``).
 
-With the layout fixed, an ACE layer in eval mode is (``x`` its input,
-``N`` the noise, ``rm``/``rs`` the running mean and ``1/sqrt(var + eps)``,
-``g``/``h`` the sigmoids of the blending weights, ``γ_s``/``β_s`` the SPADE
-outputs, ``S = [γ_a; β_a]`` the style modulation without its bias)::
-
-    n   = x·rs + (N·noise_var − rm)·rs                     (= BatchNorm(x + noise))
-    γ   = [1 + (1 − g)·γ_s + g·bias_γ] + g·γ_a              (cached bracket, added by addmm)
-    β   = [(1 − h)·β_s + h·bias_β]     + h·β_a
-    out = n·γ + β
-
-and without style ``out = x·(rs·(1 + γ_s)) + ((N·noise_var − rm)·rs·(1 + γ_s) + β_s)``,
-one fused multiply-add on two cached maps. The style modulation is
-``conv3x3(segmap; K)`` with per-class kernels ``K`` (``ace.style_modulation``);
-here it is the same product written as ``K (2Cn, J·9) @ unfold(segmap) (J·9, H·W)``
-with the unfolded segmap cached, plus the cached bracket in one ``addmm``.
-GSAS and the per-class linear layer act on each class's code alone, so the
-kernel columns ``K[:, j]`` are kept and only those of classes whose code
-changed are recomputed (classes absent from the layout are skipped).
-
-The renderer never changes the model: during a render the ACE layers and the
-spectral-normalised convolutions of the generator are swapped for cached
-stand-ins and put back afterwards, so the generator's own ``forward`` (its
-layout of blocks and upsamplings) is what runs. Results equal the literal
-forward pass up to float rounding (``tests/test_editor.py`` compares them,
-noise included). Batch size 1 only; the model's weights must not change while
-layouts are cached (:meth:`LayoutRenderer.clear` forgets everything).
+Per layout key it caches what depends on the label map alone (SPADE branch,
+noise, batch norm with running statistics, the unfolded segmap, the
+spectral-normalised weights), so a render runs only what depends on the
+codes, and only for classes whose code changed; a different segmap under the
+same key (a painted label map) updates the cache where it differs. How the
+ACE layers are folded for that: docs/editor.md, "How it stays fast". The model is never
+modified: its ACE layers and spectral-normalised convolutions are swapped
+for cached stand-ins during a render only. Its weights must not change
+while layouts are cached (:meth:`LayoutRenderer.clear` forgets everything).
 """
 import collections
 import contextlib
@@ -101,14 +78,76 @@ class _FrozenConv(nn.Module):
         return F.conv2d(x, self.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
+def _fill_layout_maps(ace, entry, gamma_beta, rows, cols):
+    """Write the maps of ``entry`` that depend on the layout, in the region ``rows`` × ``cols`` (slices).
+
+    ``gamma_beta``: the SPADE branch's ``[γ_s; β_s]`` of that region, ``(1, 2Cn, h, w)``.
+    With style: the bracket ``[1 + (1 − g)·γ_s + g·bias_γ; (1 − h)·β_s + h·bias_β]``; without:
+    ``scale·(1 + γ_s)`` and ``offset·(1 + γ_s) + β_s`` with the noise offset of the region.
+    """
+    c = gamma_beta.shape[1] // 2
+    gamma_s, beta_s = gamma_beta.chunk(2, dim=1)
+    if ace.use_style:
+        g, hh = entry["blend"]
+        bracket = entry["bracket"].view(2 * c, *entry["hw"])
+        bracket[:c, rows, cols] = (1.0 + (1.0 - g) * gamma_s + g * ace.conv_gamma.bias.view(1, c, 1, 1))[0]
+        bracket[c:, rows, cols] = ((1.0 - hh) * beta_s + hh * ace.conv_beta.bias.view(1, c, 1, 1))[0]
+    else:
+        scale, shift = entry["bn"]
+        offset = entry["noise"][:, :, rows, cols] * ace.noise_var.view(1, c, 1, 1) * scale + shift
+        gain = 1.0 + gamma_s
+        entry["scale"][:, :, rows, cols] = scale * gain
+        entry["offset"][:, :, rows, cols] = offset * gain + beta_s
+
+
+def _grow(box, margin, size):
+    """``(r0, r1, c0, c1)`` grown by ``margin`` on every side and clipped to ``size = (h, w)``."""
+    r0, r1, c0, c1 = box
+    return max(r0 - margin, 0), min(r1 + margin, size[0]), max(c0 - margin, 0), min(c1 + margin, size[1])
+
+
+def _crop(x, r0, r1, c0, c1):
+    """``x[..., r0:r1, c0:c1]`` of a ``(B, C, H, W)`` map, zeros where the window leaves the map."""
+    h, w = x.shape[2:]
+    part = x[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
+    return F.pad(part, (max(-c0, 0), max(c1 - w, 0), max(-r0, 0), max(r1 - h, 0)))
+
+
+def _spade_region(spade, seg, r0, r1, c0, c1):
+    """``spade(seg)[..., r0:r1, c0:c1]`` computed from the window of ``seg`` it depends on.
+
+    Two 3×3 convolutions with zero padding: the hidden map is computed on
+    rows ``r0 − 1 … r1`` (those inside the image; outside it is the second
+    convolution's zero padding) from ``seg`` rows ``r0 − 2 … r1 + 1``.
+    """
+    h, w = seg.shape[2:]
+    a0, a1, b0, b1 = _grow((r0, r1, c0, c1), 1, (h, w))
+    hidden = spade.mlp_shared(_crop(seg, a0 - 1, a1 + 1, b0 - 1, b1 + 1))[:, :, 1:-1, 1:-1]  # rows a0:a1 exactly
+    hidden = F.pad(hidden, (b0 - c0 + 1, c1 + 1 - b1, a0 - r0 + 1, r1 + 1 - a1))  # rows r0 − 1 … r1
+    weight = torch.cat([spade.mlp_gamma.weight, spade.mlp_beta.weight])
+    bias = torch.cat([spade.mlp_gamma.bias, spade.mlp_beta.bias])
+    return F.conv2d(hidden, weight, bias)
+
+
+def _unfold_region(seg, unfolded, box):
+    """Rewrite the columns of ``unfolded = F.unfold(seg, 3, padding=1)[0]`` for the positions in ``box``."""
+    j, h, w = seg.shape[1:]
+    r0, r1, c0, c1 = box
+    padded = _crop(seg, r0 - 1, r1 + 1, c0 - 1, c1 + 1)[0]
+    view = unfolded.view(j, 9, h, w)
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        view[:, k, r0:r1, c0:c1] = padded[:, dy:dy + r1 - r0, dx:dx + c1 - c0]
+
+
 class _CachedACE(nn.Module):
     """Stand-in for one ACE layer of one layout.
 
     On its first call (``entry`` empty, inside the seeded recording pass) it
     draws the layer's noise exactly as ``ACE.add_noise`` does and fills
     ``entry`` with the layout constants; every call then evaluates the layer
-    from them. ``layout`` holds the one-hot segmap and the unfolded segmaps
-    shared by all layers of one resolution.
+    from them. ``layout`` holds the resized and the unfolded segmaps shared by
+    all layers of one resolution.
     """
 
     def __init__(self, ace, entry, layout):
@@ -127,21 +166,19 @@ class _CachedACE(nn.Module):
         shift = -bn.running_mean * scale
         if bn.weight is not None:
             scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        scale = scale.view(1, c, 1, 1)
-        offset = noise * ace.noise_var.view(1, c, 1, 1) * scale + shift.view(1, c, 1, 1)  # n = x·scale + offset
-        gamma_s, beta_s = ace.Spade(seg).chunk(2, dim=1)  # the SPADE branch gives [γ_s; β_s] in one tensor
+        scale, shift = scale.view(1, c, 1, 1), shift.view(1, c, 1, 1)
         entry = self.entry
+        entry.update(hw=(h, w), noise=noise, bn=(scale, shift))
+        seg = self.layout["seg"].setdefault((h, w), seg)  # shared by the layers of one resolution
         if ace.use_style:
             g, hh = torch.sigmoid(ace.blending_gamma), torch.sigmoid(ace.blending_beta)
-            bracket = torch.cat([1.0 + (1.0 - g) * gamma_s + g * ace.conv_gamma.bias.view(1, c, 1, 1),
-                                 (1.0 - hh) * beta_s + hh * ace.conv_beta.bias.view(1, c, 1, 1)], dim=1)
-            entry.update(scale=scale, offset=offset, bracket=bracket.view(2 * c, h * w), blend=(g, hh))
-            key = (h, w)
-            if key not in self.layout["unfolded"]:
-                self.layout["unfolded"][key] = F.unfold(seg, 3, padding=1)[0]  # (J·9, H·W), (j, k) order
+            offset = noise * ace.noise_var.view(1, c, 1, 1) * scale + shift  # n = x·scale + offset
+            entry.update(scale=scale, offset=offset, bracket=x.new_empty(2 * c, h * w), blend=(g, hh))
+            if (h, w) not in self.layout["unfolded"]:
+                self.layout["unfolded"][(h, w)] = F.unfold(seg, 3, padding=1)[0]  # (J·9, H·W), (j, k) order
         else:
-            gain = 1.0 + gamma_s
-            entry.update(scale=scale * gain, offset=offset * gain + beta_s)
+            entry.update(scale=x.new_empty(1, c, h, w), offset=x.new_empty(1, c, h, w))
+        _fill_layout_maps(ace, entry, ace.Spade(seg), slice(0, h), slice(0, w))
 
     def _style_kernels(self, codes):
         """``(2Cn, J, 9)`` kernels of the style modulation (``g``/``h`` folded in), updated in place.
@@ -195,10 +232,12 @@ class LayoutRenderer:
             Memory per layout: about three float maps per ACE channel and
             pixel (about 400 MB at 256×256, ngf 64).
 
-    ``render(key, segmap, codes)``: ``key`` any hashable naming the layout
-    (same key = same segmap), ``segmap`` ``(1, J, H, W)`` one-hot float,
+    ``render(key, segmap, codes)``: ``key`` any hashable naming the layout's
+    cache slot, ``segmap`` ``(1, J, H, W)`` one-hot float,
     ``codes`` ``(1, J, 512)`` normalised codes, both on the model's device.
-    Returns the ``(1, 3, H, W)`` image in [-1, 1].
+    Returns the ``(1, 3, H, W)`` image in [-1, 1]. A segmap that differs from
+    the one last rendered under ``key`` (a painted label map) updates the
+    cached layout where it differs (:meth:`_update_layout`); the noise stays.
     """
 
     def __init__(self, netG, seed=0, max_layouts=2):
@@ -248,24 +287,27 @@ class LayoutRenderer:
                              f"codes {tuple(codes.shape)}")
         layout = self._layouts.get(key)
         first = layout is None
+        present = segmap[0].flatten(1).any(dim=1)
         if first:
-            present = segmap[0].flatten(1).any(dim=1)
-            layout = {"segmap": segmap, "present": present, "unfolded": {}, "changed": torch.nonzero(present)[:, 0],
-                      "entries": [{} for _ in self._ace_slots]}
+            layout = {"segmap": segmap.clone(), "present": present, "seg": {}, "unfolded": {},
+                      "changed": torch.nonzero(present)[:, 0], "entries": [{} for _ in self._ace_slots]}
             self._layouts[key] = layout
             while len(self._layouts) > self.max_layouts:
                 self._layouts.popitem(last=False)
         else:
             self._layouts.move_to_end(key)
-            segmap = layout["segmap"]
             # kernels of class j depend on code j only: recompute those of present classes whose code changed
-            layout["changed"] = torch.nonzero(layout["present"] & (codes[0] != layout["codes"][0]).any(dim=1))[:, 0]
+            # or that were absent from the layout until now (their kernels were not kept up to date)
+            stale = (codes[0] != layout["codes"][0]).any(dim=1) | ~layout["present"]
+            layout["changed"] = torch.nonzero(present & stale)[:, 0]
+            layout["present"] = present
         layout["codes"] = codes.clone()
         aces = [_CachedACE(ace, entry, layout) for (_, _, ace), entry in zip(self._ace_slots, layout["entries"])]
         done = False
         try:
             with torch.no_grad(), _swapped(self._ace_slots, aces), _swapped(self._conv_slots, self._frozen_convs()):
                 if not first:
+                    self._update_layout(layout, segmap)
                     out = self.netG(segmap, codes)
                 else:
                     device = segmap.device
@@ -277,3 +319,34 @@ class LayoutRenderer:
             if not done:  # a half-recorded or half-updated layout must not be reused
                 self._layouts.pop(key, None)
         return out
+
+    def _update_layout(self, layout, segmap):
+        """Bring a cached layout to ``segmap``, recomputing what depends on the label map where it differs.
+
+        Per resolution, the bounding box of the changed pixels of the resized
+        segmap is found; the unfolded segmap is rewritten there (grown by the
+        3×3 window), and every ACE layer of that resolution recomputes its
+        SPADE branch and its cached maps in the box grown by 2 (two 3×3
+        convolutions). Nothing happens for an unchanged segmap.
+        """
+        if torch.equal(segmap, layout["segmap"]):
+            return
+        layout["segmap"].copy_(segmap)
+        boxes = {}
+        for (h, w), seg in layout["seg"].items():
+            new = F.interpolate(segmap, size=(h, w), mode="nearest")
+            changed = (new != seg).any(dim=1)[0]
+            rows, cols = torch.nonzero(changed.any(dim=1))[:, 0], torch.nonzero(changed.any(dim=0))[:, 0]
+            if not rows.numel():
+                continue
+            box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+            seg.copy_(new)
+            if (h, w) in layout["unfolded"]:
+                _unfold_region(seg, layout["unfolded"][(h, w)], _grow(box, 1, (h, w)))
+            boxes[(h, w)] = box
+        for (_, _, ace), entry in zip(self._ace_slots, layout["entries"]):
+            box = boxes.get(entry["hw"])
+            if box is not None:
+                r0, r1, c0, c1 = _grow(box, 2, entry["hw"])
+                gamma_beta = _spade_region(ace.Spade, layout["seg"][entry["hw"]], r0, r1, c0, c1)
+                _fill_layout_maps(ace, entry, gamma_beta, slice(r0, r1), slice(c0, c1))

@@ -12,18 +12,23 @@ undo drops the last edit and reset drops them all, with nothing to invert.
   each class's code is shifted (:func:`editing.style_mixing.shift_class_colour`) by
   ``rgb`` minus the class's current mean colour (:func:`class_mean_colours`), so
   the class takes on the chosen colour. Absent classes stay absent.
+* ``{"op": "paint", ...}``: a brush stroke on the label map (:mod:`editor.painting`);
+  it leaves the codes alone. The label map shown is the sample's with the
+  strokes applied in order (:meth:`EditSession.label`).
 
 Sessions are kept by :class:`SessionStore`, keyed by a random id that the
 page gets when it loads; two tabs therefore never share a state.
 """
 import collections
+import re
 import secrets
 import threading
 
 import numpy as np
 
-from util.errors import InputError, OptionError
 from editing.style_mixing import code_channel_slices, interpolate_class_codes, shift_class_colour
+from editor.painting import paint_edits, painted_label
+from util.errors import InputError, OptionError
 
 MAX_EDITS = 500
 
@@ -44,20 +49,18 @@ def apply_edits(codes, edits):
             means = class_mean_colours(out)
             for j in edit["classes"]:
                 out = shift_class_colour(out, [j], np.asarray(edit["rgb"]) - means[j])
-        else:
+        elif edit["op"] != "paint":
             raise OptionError(f"unknown edit {edit['op']!r}")
     return out
 
 
 def parse_colour(text):
-    """``"#rrggbb"`` -> ``[r, g, b]`` floats in [0, 1]; raises :class:`InputError`."""
+    """``"#rrggbb"`` (six hexadecimal digits, nothing else) -> ``[r, g, b]`` floats in [0, 1]; raises
+    :class:`InputError`."""
     text = str(text)
-    if len(text) != 7 or text[0] != "#":
-        raise InputError(f"colour {text!r}: expected #rrggbb")
-    try:
-        return [int(text[i:i + 2], 16) / 255.0 for i in (1, 3, 5)]
-    except ValueError as e:
-        raise InputError(f"colour {text!r}: expected #rrggbb") from e
+    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", text):
+        raise InputError(f"colour {text[:20]!r}: expected #rrggbb (six hexadecimal digits)")
+    return [int(text[i:i + 2], 16) / 255.0 for i in (1, 3, 5)]
 
 
 def colour_hex(rgb):
@@ -67,6 +70,8 @@ def colour_hex(rgb):
 
 def describe_edit(edit, class_names):
     """One line for the page's edit list, e.g. ``"hair ← style of 28010 (alpha 0.5)"``."""
+    if edit["op"] == "paint":
+        return f"painted {class_names[edit['class']]} (brush {edit['size']})"
     classes = ", ".join(class_names[j] for j in edit["classes"])
     if edit["op"] == "style":
         alpha = "" if edit["alpha"] == 1 else f" (alpha {edit['alpha']:g})"
@@ -85,6 +90,22 @@ class EditSession:
         self.uploads = collections.OrderedDict()  # id -> {"name", "codes" (label_nc, 512), "present"}
         self.version = 0        # incremented on every render
         self.image_png = None   # PNG bytes of the last render (for download)
+        self._painted = ([], None)  # (the strokes applied, the label map they give)
+
+    def label(self, base):
+        """The label map with this session's strokes applied to ``base`` (the sample's ``(1, H, W)`` map),
+        or None when nothing is painted. The last result is kept: a new stroke paints only itself."""
+        strokes = paint_edits(self.edits)
+        if not strokes:
+            return None
+        done, label = self._painted
+        if label is not None and len(done) <= len(strokes) and all(a is b for a, b in zip(done, strokes)):
+            if len(done) < len(strokes):
+                label = painted_label(label, strokes[len(done):])
+        else:
+            label = painted_label(base, strokes)
+        self._painted = (list(strokes), label)
+        return label
 
     def select_sample(self, index):
         """Start editing sample ``index``; the edits are cleared."""
@@ -100,7 +121,7 @@ class EditSession:
         if self.sample is None:
             raise OptionError("pick a sample first")
         last = self.edits[-1] if self.edits else None
-        if amend and last is not None and last["op"] == edit["op"] and last["classes"] == edit["classes"]:
+        if amend and last is not None and last["op"] == edit["op"] != "paint" and last["classes"] == edit["classes"]:
             self.edits[-1] = edit
             return
         if len(self.edits) >= MAX_EDITS:

@@ -9,12 +9,22 @@ Both images are ``(H, W, 3)`` uint8 RGB arrays, converted to float64 in
   (on the [0, 1] scale, as in SEAN's Table 1 where RMSE is about 0.12);
 * ``psnr = 10 * log10(1 / mse)`` in dB; identical images give ``inf``;
 * ``ssim`` is :func:`skimage.metrics.structural_similarity` on the RGB image
-  (``channel_axis=2``: SSIM per channel, then the mean over channels) with
-  scikit-image's defaults: a 7x7 uniform window and sample covariance.
+  (``channel_axis=2``: SSIM per channel, then the mean over channels), in one
+  of two variants (:data:`SSIM_VARIANTS`):
+
+  - ``"gaussian"`` (the default, the release's and the paper's): Gaussian
+    weights with sigma 1.5 (an 11x11 window) and population covariance,
+    ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``. The
+    release called it on uint8 images, where scikit-image takes the data
+    range 255; that is the same SSIM as data range 1 on the [0, 1] scale
+    (tested);
+  - ``"uniform"``: scikit-image's defaults, a 7x7 uniform window with sample
+    covariance.
+
   ``gray=True`` instead converts both images to luminance first
-  (ITU-R 601: 0.299 R + 0.587 G + 0.114 B). ``gaussian=True`` uses the
-  settings of Wang et al. (2004): an 11x11 Gaussian window with sigma 1.5 and
-  population covariance.
+  (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
+  :func:`describe_settings` names the variant, the data range and the image
+  size in one line for every report.
 
 Images must have the same size; :func:`reconstruction_metrics` raises
 :class:`util.errors.InputError` otherwise. :func:`load_pair` resizes them
@@ -22,17 +32,17 @@ beforehand (see there).
 
 FID
 ---
-Fréchet Inception distance through the ``pytorch-fid`` package: its
-``InceptionV3`` (the TensorFlow FID Inception, pool3 features, 2048-D) and
-the Fréchet distance of its formula (computed here with symmetric
-eigendecompositions, see :func:`frechet_distance`). The weights file
+Fréchet Inception distance with the ``pytorch-fid`` package's network (the
+TensorFlow FID Inception, pool3 features, 2048-D), assembled here from its
+layer classes by :class:`FIDInception`, and the Fréchet distance of its
+formula (computed here with symmetric eigendecompositions, see
+:func:`frechet_distance`). The weights file
 ``pt_inception-2015-12-05-6726825d.pth`` is read from a local path or from
 torch's hub cache; it is never downloaded, and random weights are only used
 when explicitly requested (for tests of the plumbing).
 """
 import math
 import os
-import unittest.mock
 
 import numpy as np
 
@@ -84,40 +94,75 @@ def psnr(a, b):
     return float(peak_signal_noise_ratio(a, b, data_range=1.0))
 
 
-def ssim(a, b, gray=False, gaussian=False):
+# variant -> (window side, keyword arguments of skimage.metrics.structural_similarity)
+SSIM_VARIANTS = {
+    "gaussian": (11, {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}),
+    "uniform": (7, {}),
+}
+DEFAULT_SSIM = "gaussian"
+SSIM_DESCRIPTIONS = {
+    "gaussian": "Gaussian weights (sigma 1.5, 11x11), population covariance",
+    "uniform": "7x7 uniform window, sample covariance",
+}
+
+
+def check_ssim_variant(variant):
+    """Return ``variant`` when it names an SSIM variant; raises :class:`InputError` otherwise."""
+    if variant not in SSIM_VARIANTS:
+        raise InputError(f"unknown SSIM variant {variant!r}; choose from {', '.join(SSIM_VARIANTS)}")
+    return variant
+
+
+def ssim(a, b, gray=False, variant=DEFAULT_SSIM):
     """Structural similarity (``data_range=1``) of two same-shape images.
 
     ``a`` and ``b`` are ``(H, W, 3)`` uint8 (or float in [0, 1]) RGB images,
-    each side at least 7 pixels (11 with ``gaussian``). RGB: mean of the
-    per-channel SSIM; ``gray``: SSIM of the luminance images. Window:
-    scikit-image's default 7x7 uniform window with sample covariance, or with
-    ``gaussian`` Wang et al.'s 11x11 Gaussian (sigma 1.5), population
-    covariance. Returns a float in [-1, 1].
+    each side at least 11 pixels (7 with ``variant="uniform"``). RGB: mean of
+    the per-channel SSIM; ``gray``: SSIM of the luminance images.
+    ``variant``: ``"gaussian"`` (sigma 1.5, population covariance; the
+    release's) or ``"uniform"`` (7x7, sample covariance). Returns a float in
+    [-1, 1].
     """
     from skimage.metrics import structural_similarity
 
+    side, kwargs = SSIM_VARIANTS[check_ssim_variant(variant)]
     a, b = to_unit_float(a), to_unit_float(b)
     _check_same_shape(a, b)
-    side = 11 if gaussian else 7
     if min(a.shape[:2]) < side:
-        raise InputError(f"SSIM needs images of at least {side}x{side} pixels; got {a.shape[1]}x{a.shape[0]}")
-    kwargs = {"data_range": 1.0}
-    if gaussian:
-        kwargs.update(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        raise InputError(f"SSIM ({variant}) needs images of at least {side}x{side} pixels; "
+                         f"got {a.shape[1]}x{a.shape[0]}")
     if gray:
-        return float(structural_similarity(to_gray(a), to_gray(b), **kwargs))
-    return float(structural_similarity(a, b, channel_axis=2, **kwargs))
+        return float(structural_similarity(to_gray(a), to_gray(b), data_range=1.0, **kwargs))
+    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0, **kwargs))
 
 
-def reconstruction_metrics(result, target, gray_ssim=False, gaussian_ssim=False):
+def reconstruction_metrics(result, target, gray_ssim=False, ssim_variant=DEFAULT_SSIM):
     """SSIM, PSNR (dB) and RMSE of a generated ``result`` against its ``target``.
 
-    Both are ``(H, W, 3)`` uint8 RGB arrays of the same size; the flags select
-    the SSIM variant (see :func:`ssim`). Returns ``{"ssim": float, "psnr":
-    float (inf when identical), "rmse": float}``.
+    Both are ``(H, W, 3)`` uint8 RGB arrays of the same size; ``gray_ssim``
+    and ``ssim_variant`` select the SSIM (see :func:`ssim`). Returns
+    ``{"ssim": float, "psnr": float (inf when identical), "rmse": float}``.
     """
-    return {"ssim": ssim(result, target, gray=gray_ssim, gaussian=gaussian_ssim),
+    return {"ssim": ssim(result, target, gray=gray_ssim, variant=ssim_variant),
             "psnr": psnr(result, target), "rmse": rmse(result, target)}
+
+
+def describe_settings(ssim_variant=DEFAULT_SSIM, sizes=None, gray_ssim=False):
+    """One line naming the metric conventions: SSIM variant, data range, image size(s).
+
+    ``sizes``: an ``(H, W)`` pair, or a mapping ``{(H, W): count}`` of the
+    evaluated pairs, or None when unknown.
+    """
+    channels = "luminance" if gray_ssim else "mean over RGB"
+    text = (f"SSIM {ssim_variant} ({SSIM_DESCRIPTIONS[check_ssim_variant(ssim_variant)]}; {channels}); "
+            "SSIM, PSNR and RMSE on [0, 1] (data range 1, same as 255 on uint8)")
+    if sizes:
+        if isinstance(sizes, tuple):
+            sizes = {sizes: None}
+        shown = ", ".join(f"{w}x{h}" + ("" if n is None or len(sizes) == 1 else f" ({n})")
+                          for (h, w), n in sorted(sizes.items(), key=lambda kv: kv[0]))
+        text += f"; images {shown} (width x height)"
+    return text
 
 
 def _check_same_shape(a, b):
@@ -222,29 +267,26 @@ def fid_inception_skeleton():
 
 
 def build_fid_inception(weights_path=None, device="cpu"):
-    """pytorch-fid's ``InceptionV3`` (pool3, 2048-D) with weights from a local file, in eval mode.
+    """The FID Inception network (pool3, 2048-D) with weights from a local file, in eval mode.
 
     ``weights_path``: the ``pt_inception-2015-12-05-6726825d.pth`` file; when
     None, torch's hub cache is searched. Missing or mismatched weights raise
-    :class:`CheckpointError`. (Tests of the plumbing pass a file of untrained
-    weights of the same architecture, :func:`fid_inception_skeleton`.)
+    :class:`CheckpointError`. Returns :class:`evaluation.inception.FIDInception`,
+    whose activations equal pytorch-fid's ``InceptionV3`` with these weights.
+    (Tests of the plumbing pass a file of untrained weights of the same
+    architecture, :func:`fid_inception_skeleton`.)
     """
-    from pytorch_fid import inception as pfi
-
+    from evaluation.inception import FIDInception
     from util.torch_io import load_torch_file
 
-    skeleton = fid_inception_skeleton()
     path = resolve_inception_path(weights_path)
     state = load_torch_file(path, "Inception weights file")
+    trunk = fid_inception_skeleton()
     try:
-        skeleton.load_state_dict(state)
+        trunk.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: not the FID Inception weights ({e})") from e
-    # pytorch-fid's InceptionV3 builds its trunk with fid_inception_v3(), which downloads;
-    # hand it the locally loaded network instead so that nothing is ever fetched.
-    with unittest.mock.patch.object(pfi, "fid_inception_v3", lambda: skeleton):
-        model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[FID_DIMS]])
-    return model.eval().to(device)
+    return FIDInception(trunk).to(device)
 
 
 def inception_activations(paths, model, batch_size=16, device="cpu", progress=True):

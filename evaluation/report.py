@@ -13,17 +13,20 @@ from evaluation import metrics
 from util.errors import InputError, OptionError
 
 
-def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=False, allow_unpaired=False, fid=False,
-             inception_path=None, batch_size=16, device="cpu", progress=True,
+def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metrics.DEFAULT_SSIM,
+             allow_unpaired=False, fid=False, inception_path=None, batch_size=16, device="cpu", progress=True,
              fid_gt_stats=None):
     """Compute the metrics for all stem-matched pairs of two folders.
 
     Returns a dict: ``mean`` (see :func:`evaluation.metrics.summarise`, plus ``fid``
     when requested), ``per_image`` (``{stem: {"ssim", "psnr", "rmse"}}`` with an
-    infinite PSNR stored as ``None``), ``settings``, ``unpaired`` and
+    infinite PSNR stored as ``None``), ``settings`` (the conventions: SSIM
+    variant, data range, the sizes of the evaluated pairs, and ``description``,
+    the one line that names them), ``unpaired`` and
     ``failures`` (messages naming the files). Raises :class:`InputError` when no
     pair can be evaluated or files are unpaired without ``allow_unpaired``.
     """
+    metrics.check_ssim_variant(ssim_variant)
     results = list_files(results_dir)
     targets = list_files(gt_dir)
     pairs, unpaired = pair_by_stem(results, targets, names=["result", "ground-truth"])
@@ -39,15 +42,16 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
         device = resolve_device(device)
         model = metrics.build_fid_inception(inception_path, device=device)
 
-    per_image, values, failures, resized = {}, [], [], 0
+    per_image, values, failures, resized, sizes = {}, [], [], 0, {}
     for result_path, target_path in tqdm(pairs, desc="metrics", disable=not progress, unit="img"):
         try:
             result, target, was_resized = metrics.load_pair(result_path, target_path, size)
-            m = metrics.reconstruction_metrics(result, target, gray_ssim=gray_ssim, gaussian_ssim=gaussian_ssim)
+            m = metrics.reconstruction_metrics(result, target, gray_ssim=gray_ssim, ssim_variant=ssim_variant)
         except InputError as e:
             failures.append(f"{result_path} / {target_path}: {e}")
             continue
         resized += was_resized
+        sizes[result.shape[:2]] = sizes.get(result.shape[:2], 0) + 1
         values.append(m)
         per_image[stem(result_path)] = {k: (None if not math.isfinite(v) else v) for k, v in m.items()}
     if not values:
@@ -65,9 +69,11 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, gaussian_ssim=Fals
     settings = {
         "results_dir": os.path.abspath(results_dir), "gt_dir": os.path.abspath(gt_dir),
         "size": size, "ground_truth_resized_to_result": resized, "data_range": "[0, 1]",
-        "ssim": "skimage structural_similarity, "
-                + ("11x11 Gaussian window (sigma 1.5), " if gaussian_ssim else "7x7 uniform window, ")
+        "ssim": "skimage structural_similarity, " + metrics.SSIM_DESCRIPTIONS[ssim_variant] + ", "
                 + ("luminance" if gray_ssim else "mean over RGB channels"),
+        "ssim_variant": ssim_variant,
+        "image_sizes": {f"{w}x{h}": n for (h, w), n in sorted(sizes.items())},
+        "description": metrics.describe_settings(ssim_variant, sizes, gray_ssim),
         "fid_weights": metrics.resolve_inception_path(inception_path) if fid else None,
         "fid_gt_stats": (None if not (fid and fid_gt_stats) else
                          {"path": os.path.abspath(fid_gt_stats), "loaded_from_cache": fid_cache_used}),
@@ -109,4 +115,5 @@ def format_table(report, max_rows=20):
         lines.append(f"({mean['psnr_infinite']} identical pairs have PSNR = inf; left out of the PSNR mean)")
     if "fid" in mean:
         lines.append(f"FID: {mean['fid']:.3f}")
+    lines.append(report["settings"]["description"])
     return "\n".join(lines)

@@ -13,16 +13,21 @@ layout in these ways; the mapping is explicit and tested:
   ``<ace>.blending_beta`` and ``<ace>.Gsas.*``.
 * Every other key keeps its name and shape.
 
+Half-precision exports (:mod:`models.export`) hold a native state_dict and
+load the same way (the values are converted to the model's dtype).
+
 Errors (:class:`util.errors.CheckpointError`) name the file and the keys:
 missing or unreadable file, not a state_dict, missing, unexpected or
 misshaped tensors.
 """
+import collections
 import logging
 import os
 import re
 
 import torch
 
+from models.export import describe_architecture, is_export, unpack_export
 from util.torch_io import load_torch_file
 from util.errors import CheckpointError
 
@@ -38,6 +43,13 @@ RELEASE_IGNORED_PATTERNS = (
 STYLELESS_IGNORED = re.compile(r"\.(blending_gamma|blending_beta|Gsas\.coefficient\.(weight|bias))$")
 _MAX_LISTED = 12
 
+GeneratorFile = collections.namedtuple("GeneratorFile", "path format notes export")
+GeneratorFile.__doc__ = """What :func:`load_generator_file` loaded: ``path`` (None for a state_dict), ``format``
+(``"native"``, ``"release"`` or ``"fp16-export"``), ``notes`` (ignored release tensors) and ``export``
+(an export's ``architecture`` and ``source`` records, else None)."""
+FORMAT_NAMES = {"native": "this project's layout", "release": "the original release's layout",
+                "fp16-export": "half-precision export (scripts/export_generator.py)"}
+
 
 def _describe(path):
     return path if path is not None else "<in-memory state_dict>"
@@ -49,11 +61,13 @@ def _short_list(keys):
     return ", ".join(keys[:_MAX_LISTED]) + more
 
 
-def read_state_dict(source):
+def read_state_dict(source, with_export=False):
     """Return ``(state_dict, path_or_None)`` from a path or a mapping of tensors.
 
-    Raises CheckpointError for a missing, truncated or corrupt file, or for
-    content that is not a flat mapping of names to tensors. A uniform
+    A half-precision export is unpacked to its state_dict; with
+    ``with_export`` the result is ``(state_dict, path, export metadata or
+    None)``. Raises CheckpointError for a missing, truncated or corrupt file,
+    or for content that is not a flat mapping of names to tensors. A uniform
     ``module.`` prefix (DataParallel) is stripped.
     """
     path = None
@@ -62,6 +76,9 @@ def read_state_dict(source):
         state = load_torch_file(path, "checkpoint file")
     else:
         state = source
+    export = None
+    if is_export(state):
+        state, export = unpack_export(state, _describe(path))
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{_describe(path)}: expected a non-empty state_dict (a dict of tensors), "
                               f"got {type(state).__name__}")
@@ -71,7 +88,7 @@ def read_state_dict(source):
                               f"{_short_list(map(str, bad))}")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state), path
+    return (dict(state), path, export) if with_export else (dict(state), path)
 
 
 def is_release_generator_state(state):
@@ -149,20 +166,33 @@ def _load_checked(net, state, path, what):
         raise CheckpointError(f"{_describe(path)}: cannot load into the {what}: {e}") from e
 
 
-def load_generator_weights(netG, source):
-    """Load a native or release generator checkpoint (path or state_dict) into ``netG``.
+def load_generator_file(netG, source):
+    """Load a native, release or half-precision generator file (path or state_dict) into ``netG``.
 
-    The format is detected from the keys. Returns the list of notes (ignored
-    release tensors), which are also logged. Raises CheckpointError.
+    The format is detected from the content. Returns a :class:`GeneratorFile`;
+    its notes (ignored release tensors) are also logged. Raises
+    CheckpointError; for an export whose shapes do not fit, the message adds
+    the architecture the export records.
     """
-    state, path = read_state_dict(source)
-    notes = []
-    if is_release_generator_state(state):
+    state, path, export = read_state_dict(source, with_export=True)
+    notes, fmt = [], "native" if export is None else "fp16-export"
+    if export is None and is_release_generator_state(state):
+        fmt = "release"
         state, notes = convert_release_generator_state(state, netG.state_dict().keys(), netG.label_nc, path)
         for note in notes:
             log.info("%s: %s", _describe(path), note)
-    _load_checked(netG, state, path, "generator")
-    return notes
+    try:
+        _load_checked(netG, state, path, "generator")
+    except CheckpointError as e:
+        if export is None:
+            raise
+        raise CheckpointError(f"{e}; the export records {describe_architecture(export['architecture'])}") from e
+    return GeneratorFile(path, fmt, notes, export)
+
+
+def load_generator_weights(netG, source):
+    """Load a generator file into ``netG`` (see :func:`load_generator_file`); returns the notes."""
+    return load_generator_file(netG, source).notes
 
 
 def load_discriminator_weights(netD, source):

@@ -12,45 +12,28 @@ MODES = ("generator", "discriminator", "inference")
 
 
 class SuperStyleNetModel(nn.Module):
-    """The full model (SPEC §3–§4).
-
-    Attributes: ``netG`` (SuperStyleNetGenerator); in training also ``netD``
-    (MultiscaleDiscriminator), ``criterionGAN``, and ``criterionVGG`` unless
-    ``--no_vgg_loss``; ``loss_weights`` maps each raw loss name to its weight.
-
-    ``forward(data, mode)`` with the dataset's batch dict ``data`` (``label``
-    (B, 1, H, W) int64 class indices with don't-care already mapped to
-    label_nc, ``image`` (B, 3, H, W) in [-1, 1], ``codes`` (B, J, 512)
-    normalised float, ``path`` list of str):
-
-    * ``'generator'`` -> ``(losses, generated)``: raw losses ``GAN``,
-      ``GAN_Feat`` (unless --no_ganFeat_loss), ``VGG`` (unless --no_vgg_loss);
-      ``generated`` (B, 3, H, W);
-    * ``'discriminator'`` -> raw losses ``D_Fake``, ``D_real`` (D sees the
-      generated image detached);
-    * ``'inference'`` -> generated image (B, 3, H, W), computed without grad.
-
-    The model does not move itself; call ``model.to(device)``. ``forward``
-    moves the batch to the device of the parameters (and, after
-    :meth:`set_memory_format`, to the parameters' memory format).
-
-    No step reads a value back from the device: label values are checked on
-    the CPU, before the transfer (the dataset checks every item when it reads
-    it; a batch that is already on an accelerator is not checked again). In
-    ``'generator'`` mode the discriminator's parameters are frozen while D
-    runs, so its weight gradients, which the G update never uses, are not
-    computed.
-
-    The trainer may route the gradient-carrying calls of ``netG`` (generator
-    mode) and ``netD`` (discriminator mode) through wrappers of the same
-    modules, e.g. ``DistributedDataParallel`` (:meth:`set_parallel_wrappers`);
-    parameters and state dicts stay those of ``netG`` / ``netD``.
+    """Generator, discriminator and losses behind one ``forward(data, mode)`` (docs/method.md §4–§8).
 
     Args:
         opt: options namespace (:mod:`options`; ``options.build_options`` outside the CLI).
-        vgg: optional prebuilt VGG feature extractor (tests pass
-            ``VGG19Features(vgg19_conv_stack())``, untrained); by default it is loaded from
-            ``--vgg_path`` or torch's cache.
+        vgg: prebuilt VGG feature extractor, or None to load ``--vgg_path`` / torch's
+            cache (tests pass ``VGG19Features(vgg19_conv_stack())``, untrained).
+
+    ``data`` is the dataset's batch dict: ``label`` (B, 1, H, W) int64 in [0, J),
+    ``image`` (B, 3, H, W) in [-1, 1], ``codes`` (B, J, 512) normalised,
+    ``path`` list of str. ``forward`` moves it to the parameters' device,
+    dtype and memory format; the model never moves itself.
+
+    * ``'generator'`` -> ``(raw losses, generated (B, 3, H, W))``: ``GAN``,
+      ``GAN_Feat`` (unless --no_ganFeat_loss), ``VGG`` (unless --no_vgg_loss);
+    * ``'discriminator'`` -> raw losses ``D_Fake``, ``D_real``;
+    * ``'inference'`` -> generated image (B, 3, H, W), without grad.
+
+    Attributes: ``netG``; in training ``netD``, ``criterionGAN``, ``criterionVGG``
+    and ``loss_weights`` (raw loss name -> weight, applied by :meth:`weighted_sum`).
+    Raises :class:`InputError` (naming the batch's files) for labels outside
+    [0, J), checked on the CPU, or misshaped codes; :class:`OptionError` for an
+    unknown mode or a training mode on a model built for testing.
     """
 
     @staticmethod

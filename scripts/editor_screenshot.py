@@ -62,7 +62,7 @@ def main(argv=None):
     from PIL import Image
 
     import edit_app
-    from editor.browser import EditorPage, find_browser, start_chromium
+    from tests._browser import EditorPage, find_browser, start_chromium
     from util.errors import OptionError
     from util.io import save_image_atomic
 

@@ -1,4 +1,4 @@
-"""SPSE, the superpixel-based style encoder (SPEC §1), without torch.
+"""SPSE, the superpixel-based style encoder (docs/method.md §2), without torch.
 
 * :mod:`spse.extractor`: the codes of one image, ``extract_style_codes``;
 * :mod:`spse.masked_slic`: the numba-compiled mask SLIC that reproduces

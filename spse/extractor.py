@@ -1,4 +1,4 @@
-"""SPSE: superpixel-based style encoding for one image (SPEC section 1).
+"""SPSE: superpixel-based style encoding for one image (docs/method.md §2).
 
 For each semantic class the pixels of the class are clustered into
 superpixels with mask-restricted SLIC (``skimage.segmentation.slic`` with
@@ -16,20 +16,11 @@ Public API
 ``resample(values, n)`` / ``resampling_matrix(k, n)``
     the interpolation rule used by the resampling.
 
-Backends (see docs/spse.md): ``"numba"`` runs the compiled mask SLIC of
-:mod:`spse.masked_slic`, which reproduces scikit-image's ``slic`` bit for bit
-(same superpixels, hence the same codes) several times faster;
-``"skimage"`` calls ``skimage.segmentation.slic``; ``"auto"`` (default) takes
-numba when it can be imported.
-
-Each class is cropped to its bounding box before SLIC (``crop=True``, the
-default; both backends). SLIC only looks at masked pixels and seeds from mask
-coordinates, but its search window follows the array shape, so a crop gives
-slightly different superpixels than a full-image run for a few classes; the
-result is deterministic for a given input, and ``crop=False`` runs the plain
-full-image call. The means are ``np.bincount`` sums and the spline resampling
-is a cached ``(n, K)`` matrix applied to all channels at once (equal to
-scipy's spline to about 1e-12).
+Backends (docs/spse.md, "Backends"): ``"numba"`` (the compiled mask SLIC of
+:mod:`spse.masked_slic`), ``"skimage"`` (``skimage.segmentation.slic``), or
+``"auto"`` (numba when it can be imported); both give identical codes.
+SLIC runs on each class's bounding box (``crop=True``, the default;
+docs/spse.md, "Bounding-box crop"); ``crop=False`` runs it on the full image.
 """
 import functools
 import warnings
@@ -110,7 +101,7 @@ def resample(values, n):
 def code_from_means(means):
     """Turn the ``(3, K)`` superpixel mean colours of one class into a ``(512,)`` code.
 
-    The rule (SPEC section 1, with the release's failure cases defined):
+    The rule (docs/method.md §2.4, with the release's failure cases defined):
 
     1. Per channel: ``3 <= K < 128`` -> resample each channel to 128
        (``K = 3`` linearly, ``K >= 4`` with the cubic spline); ``K = 1`` ->
@@ -253,7 +244,7 @@ def extract_style_codes(image, label, label_nc, size=512, n_segments=128, compac
         label may differ: both are resized to ``size x size`` (image bicubic,
         label nearest) before extraction.
     label_nc : number of classes.
-    size, n_segments, compactness : SPEC defaults 512, 128, 10.
+    size, n_segments, compactness : 512, 128, 10 by default (docs/method.md §2).
     backend : ``"auto"``, ``"numba"`` or ``"skimage"`` (:func:`resolve_backend`);
         both give identical codes.
 

@@ -1,75 +1,34 @@
-"""Compiled mask-restricted SLIC that reproduces scikit-image 0.26's ``slic`` exactly.
+"""Compiled mask-restricted SLIC, bit-identical to scikit-image 0.26's ``slic``.
 
-``skimage.segmentation.slic(rgb, mask=mask, n_segments, compactness,
-enforce_connectivity=False, start_label=1, channel_axis=-1)`` on a float32
-RGB image spends its time in two places: the k-means seeding of the centres
-on the mask coordinates (scipy ``kmeans2``) and its compiled SLIC loop, which
-walks a window of the *array* around every centre and skips unmasked pixels.
-This module runs the same algorithm with numba, visiting only the masked
-pixels, and repeats scikit-image's arithmetic step for step so that the
-superpixel labels are **bit-identical** (tested with ``np.array_equal`` in
-tests/test_masked_slic.py; the scikit-image version is pinned in
-requirements.txt):
+:func:`masked_slic` returns, for a float32 RGB image, the labels that
+``skimage.segmentation.slic(rgb, mask=mask, n_segments=n_segments,
+compactness=compactness, enforce_connectivity=False, start_label=1,
+channel_axis=-1)[mask]`` gives, computed with numba on the masked pixels
+only (tested with ``np.array_equal`` in tests/test_masked_slic.py; the
+scikit-image version is pinned in requirements.txt). What is reproduced, why
+it is faster and why its pruning of the search is exact: docs/spse.md,
+"Backends".
 
-* preprocessing in numpy with the very same operations, on the masked pixels
-  only: stretch the masked RGB values to [0, 1] (float32), ``rgb2lab``,
-  multiply by ``1 / compactness`` (elementwise, so the result of a pixel does
-  not depend on the other pixels);
-* seeding: ``RandomState(123)`` draws the initial centres and the dense
-  subset exactly as scikit-image does (same calls, same order); the 5 k-means
-  iterations of scipy's ``kmeans2`` (naive ``vq`` distances in float64,
-  first minimum wins, empty clusters keep their centre) are compiled, with an
-  exact candidate pruning (below); the seed spacing uses scipy's ``pdist`` as
-  scikit-image does;
-* the SLIC loop in float32: the same window bounds (``regular_grid`` steps of
-  the array shape and K centres, float32 bounds truncated to integers), the
-  same expression order for the spatial and colour distances, the spatial
-  weight ``1.0 / (step * step)`` (float32 product, double division, stored as
-  float32), a pixel's label = the segment with the smallest distance among
-  those whose window holds it, the lowest index on ties (what scikit-image's
-  strict ``>`` comparisons in segment order give), the label of a pixel
-  reached by no window kept from the previous iteration, centre sums
-  accumulated in float32 in raster order and divided by the float32 count
-  (an empty segment becomes NaN and reaches no pixel afterwards), the
-  colour-blind first pass followed by the full pass.
+Credit: this module follows the arithmetic of scikit-image's SLIC
+(``skimage/segmentation/slic_superpixels.py`` and ``_slic.pyx``, version
+0.26.0, Copyright 2009-2022 the scikit-image team, BSD 3-Clause License) step
+for step; its notice is in LICENSES/scikit-image-BSD-3-Clause.txt.
 
-Where the time goes in scikit-image is the search: every pixel of a
-``(4 step + 1)**2`` window around each of the 128 centres, 20 times. Here the
-masked pixels are stored as chunks of at most 16 consecutive pixels of a row,
-every chunk first takes the segment it had in the previous iteration, and a
-segment then skips, exactly, the rows, columns and chunks where its spatial
-term alone already exceeds the current distances (see :func:`_slic_pass`);
-the remaining chunks are compared in 16-lane vector loops.
+Public API (``ValueError`` for arrays of other types or shapes, ``ImportError``
+when numba is missing):
 
-k-means pruning: the dense sample points are grouped into square blocks; a
-centre is a candidate for a block only if its distance to the block is not
-larger (with a 1e-6 relative margin, far above the rounding error of the
-float64 distances) than the smallest "farthest distance" of any centre to the
-block. Any other centre is strictly farther from every point of the block
-than that centre, so it can neither be the nearest nor tie with it, and
-scanning the candidates in ascending index with a strict ``<`` gives exactly
-scipy's assignment.
-
-No ``fastmath`` (it would allow reassociation and FMA contraction).
-Compiled functions are cached on disk: in ``NUMBA_CACHE_DIR`` if set, else in
-the user cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``, then
-``superstylenet/numba``), never next to this file, so a read-only
-installation works. If that folder cannot be created, numba's own choices
-follow (``__pycache__`` next to this file if writable, then numba's user
-cache folder); if none is writable the kernels are compiled in memory on
-first use (several seconds) with a warning.
-
-Public API
-----------
-``AVAILABLE`` / ``IMPORT_ERROR``: whether numba could be imported (and why not).
-``masked_slic(rgb, mask, n_segments=128, compactness=10, max_num_iter=10)``
-    ``(N,)`` int32 labels of the masked pixels in raster order (0 = reached by
-    no centre, superpixels from 1), i.e. ``slic(...)[mask]``.
-``masked_slic_pixels(pix, ys, xs, shape, ...)``: the same from the gathered
-    masked pixels and their coordinates.
-``masked_slic_image(...)``: the same as a full ``(H, W)`` label image.
-``cache_dir()``: the folder of the compile cache.
-``warm_up()``: compile (or load from the cache) all kernels now.
+* ``AVAILABLE`` / ``IMPORT_ERROR``: whether numba could be imported (and why not);
+* ``masked_slic(rgb, mask, n_segments=128, compactness=10, max_num_iter=10)``:
+  ``rgb`` ``(H, W, 3)`` float32, ``mask`` ``(H, W)`` bool -> ``(N,)`` int32
+  labels of the masked pixels in raster order (0 = reached by no centre,
+  superpixels from 1);
+* ``masked_slic_pixels(pix, ys, xs, shape, ...)``: the same from the gathered
+  masked pixels and their coordinates; ``masked_slic_image(...)``: the same as
+  an ``(H, W)`` label image;
+* ``cache_dir()``: where compiled kernels are cached (``NUMBA_CACHE_DIR``, else
+  ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``superstylenet/numba``); without
+  a writable folder they are compiled in memory, with a warning;
+* ``warm_up()``: compile (or load from the cache) all kernels now.
 """
 import contextlib
 import os
@@ -101,7 +60,7 @@ CHUNK = 16               # pixels per chunk of a row run: the unit the SLIC sear
 # Compilation and its cache
 # ----------------------------------------------------------------------------
 def cache_dir():
-    """The folder the compiled kernels are cached in (see module doc)."""
+    """The folder the compiled kernels are cached in (docs/spse.md, "Compilation")."""
     env = os.environ.get("NUMBA_CACHE_DIR")
     if env:
         return env
@@ -186,7 +145,7 @@ def _kmeans(obs_y, obs_x, code_y, code_x, n_iter, block):
     Each iteration: every observation goes to its nearest code (squared
     distance ``dy*dy + dx*dx`` in float64, lowest index on ties), then every
     code with members moves to their mean. Candidates per block of
-    ``block x block`` pixels as explained in the module docstring.
+    ``block x block`` pixels (the pruning rule: docs/spse.md, "Backends").
     """
     n = obs_y.shape[0]
     k = code_y.shape[0]

@@ -1,6 +1,6 @@
-"""The literal reference of the model's fast formulations, and the shared reference files.
+"""The literal reference of the model's fast formulations, and the original release's files.
 
-Literal formulations (SPEC §3, the release's way of computing them), written
+Literal formulations (docs/method.md §5–§6, the release's way of computing them), written
 for clarity, not speed. The tests check the project's fast forms against them
 (``tests/test_gsas.py``, ``tests/test_ace.py``, values and gradients), and
 ``benchmarks/bench_model.py`` times the model with :func:`to_literal` applied,
@@ -14,10 +14,8 @@ so the speed-ups it reports are measured against this tested code:
   and SPADE branch written out), per image and class; :func:`to_literal`
   switches every ACE of a network to it in place (same parameters).
 
-Reference files (release key lists, generator fixture): :func:`find_reference_dir`
-(None when absent, for benchmarks), :func:`reference_dir` / :func:`reference_file`
-(tests: skipped when absent, failed under CI). Order: env
-``SUPERSTYLENET_REFERENCE_DIR``; ``<repo>/../shared/reference``; ``<repo>/shared/reference``.
+The release's key lists and generator fixture lie in ``tests/data/``
+(:data:`DATA_DIR`, :func:`reference_file`; described in tests/data/README.md).
 """
 import os
 
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 
 from models.networks.ace import ACE
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")  # the release files
 
 
 # ----------------------------------------------------------------------------- literal formulations
@@ -115,36 +113,14 @@ def to_literal(module):
     return module
 
 
-# ----------------------------------------------------------------------------- reference files
-def _candidates():
-    env = os.environ.get("SUPERSTYLENET_REFERENCE_DIR")
-    return ([env] if env else []) + [os.path.join(REPO, os.pardir, "shared", "reference"),
-                                     os.path.join(REPO, "shared", "reference")]
-
-
-def find_reference_dir():
-    """The reference directory, or None when none of the candidates exists."""
-    return next((os.path.abspath(c) for c in _candidates() if os.path.isdir(c)), None)
-
-
-def _missing(msg):
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
-def reference_dir():
-    """Return the reference directory or skip/fail the test when it is absent."""
-    found = find_reference_dir()
-    if found is None:
-        _missing("reference files not found (set SUPERSTYLENET_REFERENCE_DIR); looked in "
-                 + ", ".join(_candidates()))
-    return found
-
-
+# ----------------------------------------------------------------------------- release files
 def reference_file(name):
-    """Path of one reference file; skip/fail like :func:`reference_dir` when it is missing."""
-    path = os.path.join(reference_dir(), name)
+    """Path of one file of the original release in ``tests/data/`` (tests/data/README.md).
+
+    The files are part of the repository, so a missing one fails the test
+    (never skips it): the checkout is incomplete.
+    """
+    path = os.path.join(DATA_DIR, name)
     if not os.path.isfile(path):
-        _missing(f"reference file {path} not found")
+        pytest.fail(f"{path} not found: tests/data/ is part of the repository (see tests/data/README.md)")
     return path

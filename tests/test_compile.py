@@ -1,39 +1,17 @@
 """``--compile``: a compiled training run gives the result of the eager run (CPU).
 
-The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``);
-one training step then runs five graphs (G with grad, D with frozen
-parameters and the VGG loss in the G step, G without grad and D in the D
-step). The test runs
-two full ``train_step``s (G and D updates with Adam, noise injection on) in
-an eager and a compiled trainer built from the same seed and compares:
+The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``).
+Two full ``train_step``s (G and D updates with Adam, noise on) run in an eager
+and a compiled trainer built from the same seed, in float64; compared: the
+losses of the first step (1e-9 relative), every gradient the optimisers apply
+in both steps (1e-9 of that step's largest gradient) and the losses of the
+second step. Why these bounds hold: docs/testing.md ("Numerics").
 
-* the losses of the first step (same weights, same batch, same noise draws);
-* every gradient that the optimisers apply in both steps, to a fraction of
-  the largest gradient of that step;
-* the losses of the second step, which runs on the updated weights.
-
-Both runs are in float64 (the model follows its parameters' dtype): in
-float32, Adam turns the rounding noise of parameters whose true gradient is
-zero (conv biases before BatchNorm) into steps of about ``lr`` whichever
-order the sums take (docs/testing.md), which would leave the second step
-with no tight bound. In float64 the compiled graphs
-evaluate the same operations, possibly decomposed and reordered, with a
-relative rounding of 2**-53 per operation; over a few hundred operations in
-depth that stays below 1e-13, and Adam's amplification of the zero-gradient
-noise stays below ``lr * 1e-8``. The bounds (losses 1e-9 relative,
-gradients 1e-9 of the step's largest gradient) leave orders of magnitude of
-margin; a wrong graph (a missed input, a stale weight, other noise) moves
-values by far more.
-
-Backends: ``aot_eager`` (TorchDynamo capture and AOTAutograd's joint
-forward/backward graphs, run by eager kernels) always runs; ``inductor``
-(generated C++ kernels, what ``--compile`` uses) needs minutes of C++
-compilation on a 2-core CPU, so it runs only with
-``SUPERSTYLENET_SLOW_TESTS=1``, using inductor's ``fallback_random`` so that
-the noise draws match the eager run. This test found that inductor computed
-wrong ``weight_orig`` gradients for spectral norm's in-graph buffer updates
-(models/networks/compile_support.py); the last test checks the replacement
-hook against torch's own in eager mode.
+Backends: ``aot_eager`` always runs; ``inductor`` (what ``--compile`` uses;
+minutes of C++ compilation on a 2-core CPU) only with
+``SUPERSTYLENET_SLOW_TESTS=1``, with inductor's ``fallback_random`` so that
+the noise draws match. The last test checks the compile-safe spectral-norm
+hook (models/networks/compile_support.py) against torch's own in eager mode.
 """
 import os
 

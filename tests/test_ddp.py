@@ -1,43 +1,14 @@
 """Distributed training: 2 gloo processes on CPU stay in sync and match one process on the same global batch.
 
-ACE's noise injection draws its noise per process (each rank from its own
-stream), so 1- and 2-process runs draw different noise by construction; both runs here train a model whose
-learned noise scale is frozen at its initial 0 (``tests._synthetic.noise_free_model``). Everything else -- sync BatchNorm statistics, gradient
-averaging, the split of each global batch over the ranks, rank-0-only
-saving -- is compared.
-
-Both runs train a **float64** model (the model follows its parameters'
-dtype). The two runs compute the same sums in different orders and
-groupings (per-rank batches of 2 against one batch of 4, all-reduced
-BatchNorm partial sums against one ``batch_norm``, different kernels and
-thread counts), so they differ by rounding. In float32 that rounding
-(unit roundoff 6e-8, forward differences up to ~1e-6) can flip the sign of a
-LeakyReLU input near zero, switching its local slope between 1 and 0.2 and
-moving some gradients by ~1e-3 relative: no bound is a property of the code
-there. In float64 (unit roundoff u = 1.1e-16) the same differences are ~1e-15
-relative (measured 5e-15) and a flip needs an activation within ~1e-15 of
-zero. The gradient bound below, 1e-9 of the largest gradient, leaves a factor
-of 1e5 above that for error growth through the network's depth and long sums
-(measured: 3e-15 for G and D). A real defect (wrong gradient averaging
-or batch split, unsynchronised BatchNorm statistics) changes what is
-computed, not how it is rounded, and moves gradients by far more. (At crop 32
-the generator's first layers are 1x1 and each BatchNorm channel sees only 4
-values, which amplifies rounding to ~1e-11; crop 64 keeps the margin.)
-
-Adam divides each gradient by its own magnitude, so for the parameters whose
-true gradient is zero (conv biases followed by BatchNorm) the rounding noise
-of their gradients is amplified by ``lr / eps`` into the weights. The D step
-runs the updated G, so this G difference would leak into D's gradients at a
-level no rounding argument bounds. The single-process run therefore keeps its
-own G weights after the G step (compared below) and then continues from the
-2-process run's G weights: both D steps see the same generator.
-
-The weights after the step are compared element-wise with the bound that
-follows from the gradients: Adam's first step (beta1 = 0) moves a weight by
-``lr * g / (|g| + eps)``, a function of ``g`` with Lipschitz constant
-``1 / eps``, so two runs whose gradients differ by ``dg`` end within
-``lr * |dg| / eps`` of each other, plus the rounding of the update itself.
-All ranks must hold bit-identical weights (checked exactly).
+Both runs train a float64 model whose noise scale is frozen at 0
+(``tests._synthetic.noise_free_model``: each process draws its own noise,
+from its own stream), so what is compared is the sync BatchNorm statistics, the gradient
+averaging, the split of each global batch over the ranks and rank-0-only
+saving. Bounds, derived in docs/testing.md ("Numerics"): gradients within
+1e-9 of the largest gradient; weights after Adam's first step within
+``lr * |dg| / eps`` plus the update's rounding; all ranks bit-identical. The
+single-process run keeps its own G after the G step (compared) and continues
+from the 2-process run's G, so both D steps see the same generator.
 """
 import os
 

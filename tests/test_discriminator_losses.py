@@ -35,7 +35,7 @@ def test_multiscale_structure_shapes_and_pooling():
         n = size
         channels = [8, 16, 32, 1]
         for layer, feat in enumerate(scale):
-            n = conv_out(n, s=1 if layer == 3 else 2)  # SPEC §4: every middle conv has stride 2
+            n = conv_out(n, s=1 if layer == 3 else 2)  # docs/method.md §7: every middle conv has stride 2
             assert feat.shape == (2, channels[layer], n, n), (i, layer)
         size = conv_out(size, k=3, s=2, p=1)
     # second scale sees avg_pool(3, 2, 1, count_include_pad=False) of the input

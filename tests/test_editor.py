@@ -13,10 +13,12 @@ from PIL import Image
 
 import edit_app
 from spse.extractor import extract_style_codes
+from editor.painting import paint_stroke, painted_label, parse_stroke
 from editor.renderer import LayoutRenderer
 from editor.session import apply_edits, class_mean_colours
 from models.networks import SuperStyleNetGenerator
 from options import build_options
+from options.editor_options import EditorOptions
 from tests._tiny_model import LABEL_NC, running_editor
 from util.errors import OptionError
 from editing.style_mixing import StyleMixer, replace_class_codes
@@ -101,6 +103,37 @@ def test_layout_renderer_matches_the_literal_generator(mode, norm_G):
     renderer.render("a", segmap, codes)
     renderer.render("c", other.flip(-2), codes)
     assert renderer.cached_layouts() == ["a", "c"]
+
+
+def _paint(segmap, value, rows, cols):
+    """A copy of the one-hot ``segmap`` with class ``value`` painted into ``[rows, cols]``."""
+    label = segmap.argmax(1)
+    label[0, rows, cols] = value
+    return torch.zeros_like(segmap).scatter_(1, label[:, None], 1.0)
+
+
+@pytest.mark.parametrize("mode,norm_G", [("normal", "spectralspadesyncbatch3x3"), ("more", "spadebatch3x3")])
+def test_layout_renderer_follows_a_painted_layout(mode, norm_G):
+    """Changing the layout under one key re-renders exactly what the literal generator gives for it."""
+    net = _random_generator(mode, norm_G)
+    segmap = _layout(4, 64, absent=2)
+    codes = torch.rand(1, 4, 512, dtype=torch.float64) * 2 - 1
+    renderer = LayoutRenderer(net, seed=5, max_layouts=1)
+    renderer.render("a", segmap, codes)
+    stroke = _paint(segmap, 1, slice(20, 27), slice(30, 41))            # a stroke inside the image
+    corner = _paint(stroke, 2, slice(0, 5), slice(58, 64))               # the absent class 2, at a corner
+    gone = _paint(corner, 0, slice(None), slice(None))                  # every class but 0 removed
+    scattered = _paint(_paint(segmap, 3, slice(0, 2), slice(0, 2)), 3, slice(62, 64), slice(62, 64))
+    new_codes = codes.clone()
+    new_codes[0, 2] = torch.rand(512)  # the absent class's code changes while it is absent...
+    for painted, c in [(stroke, codes), (corner, codes), (segmap, codes), (gone, codes), (corner, new_codes),
+                       (scattered, new_codes), (segmap, codes)]:  # ...and is used when it is painted in
+        expected = _literal(net, painted, c, 5)
+        assert (renderer.render("a", painted, c) - expected).abs().max() < RENDER_TOL
+    assert renderer.cached_layouts() == ["a"]
+    # the layout matters, and a stroke changes the image around it far more than in a distant corner
+    diff = (_literal(net, stroke, codes, 5) - _literal(net, segmap, codes, 5)).abs().amax(dim=1)[0]
+    assert diff[20:27, 30:41].mean() > 0.01 and diff[20:27, 30:41].mean() > 10 * diff[50:, :15].mean()
 
 
 def test_layout_renderer_refuses_batches_and_training_mode():
@@ -207,6 +240,11 @@ def test_engine_render_equals_style_mixer(app):
         mixed = replace_class_codes(tiny.samples[i].codes, tiny.samples[7].codes, [1])
         for codes in (mixed, tiny.samples[i].codes):  # first render (recording), then a replay
             assert np.array_equal(engine.render(i, codes), mixer.generate(label, codes))
+        # painted label maps (a stroke of the box class, then the disc painted over with background)
+        stroke = painted_label(label, [{"op": "paint", "class": 1, "size": 4, "points": [[2, 3], [20, 9]]}])
+        no_disc = torch.where(label == 2, 0, label)
+        for painted in (stroke, no_disc, label):
+            assert np.array_equal(engine.render(i, mixed, painted), mixer.generate(painted, mixed))
 
 
 def test_restyling_a_class_changes_mainly_its_region_and_undo_reset_restore(app):
@@ -331,6 +369,107 @@ def test_bad_uploads_and_requests_give_messages_and_the_server_keeps_running(app
     assert status == 200 and st["sample"] == 2 and st["edits"] == []
 
 
+def _literal_stroke(label, points, size, value):
+    """The brush rule written out pixel by pixel: centres within size/2 of the polyline through the points' centres."""
+    out = label.copy()
+    centres = [(x + 0.5, y + 0.5) for x, y in points]
+    segments = list(zip(centres, centres[1:])) or [(centres[0], centres[0])]
+    for r in range(label.shape[0]):
+        for c in range(label.shape[1]):
+            px, py = c + 0.5, r + 0.5
+            for (ax, ay), (bx, by) in segments:
+                length2 = (bx - ax) ** 2 + (by - ay) ** 2
+                t = 0.0 if length2 == 0 else min(max(((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / length2, 0), 1)
+                if (px - ax - t * (bx - ax)) ** 2 + (py - ay - t * (by - ay)) ** 2 <= (size / 2) ** 2:
+                    out[r, c] = value
+    return out
+
+
+def test_brush_strokes_follow_the_literal_rule():
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 3, 8):
+        label = rng.integers(0, 3, (20, 24))
+        points = [[int(x), int(y)] for x, y in zip(rng.integers(-2, 26, 4), rng.integers(-2, 22, 4))]
+        points = [[min(max(x, 0), 23), min(max(y, 0), 19)] for x, y in points]
+        for stroke in (points, points[:1]):
+            painted = label.copy()
+            paint_stroke(painted, stroke, size, 7)
+            assert np.array_equal(painted, _literal_stroke(label, stroke, size, 7)), (size, stroke)
+    edit = parse_stroke({"class": 1, "size": 3, "points": [[0, 0], [0.001, 0.001], [1, 1], [0.5, 0.25]]}, (20, 24),
+                        int)
+    assert edit == {"op": "paint", "class": 1, "size": 3, "points": [[0, 0], [23, 19], [12, 5]]}
+
+
+def test_painting_renders_from_the_painted_layout_and_downloads_as_a_label_file(app):
+    from data.image_io import read_label
+
+    tiny, server = app
+    sid = session(server)
+    original = image_of(act(server, sid, "sample", sample=0)[1]).astype(float)
+    label = tiny.samples[0].label
+    cx, cy = (int(v) for v in np.argwhere(label == 2).mean(0)[::-1])
+    points = [[(cx - 8 + 0.5) / 32, (cy + 0.5) / 32], [(cx + 8 + 0.5) / 32, (cy + 0.5) / 32]]
+    status, st = act(server, sid, "paint", **{"class": "box", "size": 3, "points": points})
+    assert status == 200 and st["edits"] == ["painted box (brush 3)"] and st["painted"] and st["can_undo"]
+    assert st["label_url"].startswith(f"/api/sessions/{sid}/label.png")
+    expected = _literal_stroke(label, [[max(cx - 8, 0), cy], [min(cx + 8, 31), cy]], 3, 1)
+    assert (expected != label).sum() > 10
+
+    # the label file: single-channel class indices, named after the sample, readable by the project's reader
+    status, (png, headers) = call(server, f"/api/sessions/{sid}/label_map.png")
+    assert status == 200 and headers["Content-Disposition"] == 'attachment; filename="s0_label.png"'
+    assert Image.open(io.BytesIO(png)).mode == "L" and np.array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)
+    path = tiny.root / "painted_label.png"
+    path.write_bytes(png)
+    try:
+        assert np.array_equal(read_label(str(path)), expected)
+    finally:
+        path.unlink()
+    _, (colour_png, _) = call(server, st["label_url"])
+    colours = {c["index"]: c["colour"] for c in call(server, "/api/info")[1]["classes"]}
+    assert "#%02x%02x%02x" % tuple(np.asarray(Image.open(io.BytesIO(colour_png)).convert("RGB"))[cy, cx]) == colours[1]
+
+    # the image is the literal generator's for the painted map; the stroke changed the image around it
+    mixer = StyleMixer(server.engine.model, tiny.opt, seed=tiny.opt.seed)
+    literal = mixer.generate(torch.from_numpy(expected.astype(np.int64))[None], tiny.samples[0].codes)
+    assert np.abs(image_of(st).astype(int) - literal).max() <= 1
+    assert np.abs(image_of(st) - original).mean(-1)[expected != label].mean() > 3
+    assert act(server, sid, "pick", x=(cx + 0.5) / 32, y=(cy + 0.5) / 32)[1]["class"] == 1
+
+    # painted over with background, box and disc are absent: recolouring or restyling them is refused
+    status, st = act(server, sid, "paint", **{"class": 0, "size": 64, "points": [[0.5, 0.5]]})
+    assert status == 200 and st["present"] == [0] and sorted(st["colours"]) == ["0"]
+    for action, body in [("colour", dict(classes=["box"], colour="#ff0000")),
+                         ("style", dict(classes=[2], source="sample:3"))]:
+        status, err = act(server, sid, action, **body)
+        assert status == 400 and "does not occur in the label map of s0" in err["error"], err
+    assert len(act(server, sid, "state")[1]["edits"]) == 2  # nothing logged
+    status, st = act(server, sid, "paint", **{"class": 2, "size": 5, "points": [[0.5, 0.5]]})
+    status, st = act(server, sid, "colour", classes=[2], colour="#00ff00")
+    assert status == 200 and len(st["edits"]) == 4
+
+    for _ in range(3):
+        status, st = act(server, sid, "undo")
+    assert st["edits"] == ["painted box (brush 3)"]
+    assert np.abs(image_of(st).astype(int) - literal).max() <= 1
+    status, st = act(server, sid, "reset")
+    assert not st["painted"] and st["label_url"] == "/api/samples/0/label.png"
+    assert np.abs(image_of(st) - original).max() <= 1
+    for body, message in [({"class": 1, "size": 0, "points": points}, "brush size 0"),
+                          ({"class": 1, "size": 65, "points": points}, "brush size 65"),
+                          ({"class": 1, "size": "big", "points": points}, "whole number"),
+                          ({"class": 1, "points": []}, "at least one point"),
+                          ({"class": 1, "points": [[1.5, 0.5]]}, "outside the label map"),
+                          ({"class": 1, "points": [["a", 0.5]]}, "expected [x, y]"),
+                          ({"class": 1, "points": [[0.5, 0.5]] * 5000}, "at most 4096 points"),
+                          ({"class": "wheel", "points": points}, "unknown class name 'wheel'"),
+                          ({"class": True, "points": points}, "is not a class index or name"),
+                          ({"class": 9, "points": points}, "out of range")]:
+        status, err = act(server, sid, "paint", **body)
+        assert status == 400 and message in err["error"], (body, err)
+    assert act(server, sid, "state")[1]["edits"] == []
+
+
 def test_two_tabs_editing_at_once_keep_their_own_state(app):
     tiny, server = app
     a, b = session(server), session(server)
@@ -372,10 +511,10 @@ def test_listening_elsewhere_needs_an_explicit_flag(app):
     tiny, _ = app
     base = ["--name", tiny.name, "--checkpoints_dir", tiny.ckpt, "--data", str(tiny.ds), "--gpu_ids", "-1"]
     with pytest.raises(OptionError, match="--allow_remote"):
-        edit_app.EditorOptions().parse(base + ["--host", "0.0.0.0"])
-    opt = edit_app.EditorOptions().parse(base + ["--host", "0.0.0.0", "--allow_remote"])
+        EditorOptions().parse(base + ["--host", "0.0.0.0"])
+    opt = EditorOptions().parse(base + ["--host", "0.0.0.0", "--allow_remote"])
     assert opt.host == "0.0.0.0" and opt.image_dir.endswith("images") and opt.instance_dir.endswith("codes")
-    assert edit_app.EditorOptions().parse(base).host == "127.0.0.1"
+    assert EditorOptions().parse(base).host == "127.0.0.1"
     with pytest.raises(OptionError, match="make demo"):
         edit_app.build(["--demo", "--checkpoints_dir", str(tiny.root / "none"), "--gpu_ids", "-1"])
 

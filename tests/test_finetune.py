@@ -36,7 +36,7 @@ def test_init_from_release_files_reproduces_the_release_generator(tmp_path):
     lines = []
     notes = trainer.init_from(folder, "latest", log=lines.append)
     assert any("ignored" in n for n in notes) and len(lines) == len(notes)
-    # the generator is the release's: its fixture output is reproduced (float64, SPEC §5 bound)
+    # the generator is the release's: its fixture output is reproduced (float64, the bound of docs/method.md §10.3)
     netG = copy.deepcopy(trainer.model.netG).double().eval()
     segmap = torch.nn.functional.one_hot(torch.from_numpy(z["label"].astype(np.int64)), 19).permute(2, 0, 1)
     with torch.no_grad():

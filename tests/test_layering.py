@@ -25,7 +25,7 @@ ALLOWED = {
     "editor": {"editing", "models", "spse", "datasets", "data", "util"},
 }
 # modules that must never load torch (SPSE and its worker processes, the file formats)
-TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "util.errors",
+TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "util.errors", "util.net",
               "util.io", "util.parallel", "util.cli")
 
 

@@ -167,10 +167,10 @@ def test_ssim_matches_literal_definition_gray_and_rgb():
     a = _rand_image(7, 14, 13)
     b = np.clip(a.astype(int) + np.random.default_rng(8).integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
     ga, gb = metrics.to_gray(a / 255.0), metrics.to_gray(b / 255.0)
-    assert metrics.ssim(a, b, gray=True) == pytest.approx(_literal_ssim_gray(ga, gb), rel=1e-9)
+    assert metrics.ssim(a, b, gray=True, variant="uniform") == pytest.approx(_literal_ssim_gray(ga, gb), rel=1e-9)
     per_channel = [_literal_ssim_gray(a[..., c] / 255.0, b[..., c] / 255.0) for c in range(3)]
-    assert metrics.ssim(a, b) == pytest.approx(np.mean(per_channel), rel=1e-9)
-    assert metrics.ssim(a, b) < 0.99
+    assert metrics.ssim(a, b, variant="uniform") == pytest.approx(np.mean(per_channel), rel=1e-9)
+    assert metrics.ssim(a, b, variant="uniform") < 0.99
 
 
 def _literal_ssim_gaussian_gray(x, y, sigma=1.5, radius=5, data_range=1.0):
@@ -195,18 +195,48 @@ def test_gaussian_ssim_matches_wang_definition():
     a = _rand_image(12, 17, 16)
     b = np.clip(a.astype(int) + np.random.default_rng(13).integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
     ga, gb = metrics.to_gray(a / 255.0), metrics.to_gray(b / 255.0)
-    assert metrics.ssim(a, b, gray=True, gaussian=True) == pytest.approx(_literal_ssim_gaussian_gray(ga, gb),
-                                                                         rel=1e-6)
-    assert metrics.ssim(a, a, gaussian=True) == pytest.approx(1.0)
+    assert metrics.ssim(a, b, gray=True) == pytest.approx(_literal_ssim_gaussian_gray(ga, gb), rel=1e-6)
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
     with pytest.raises(InputError, match="11x11"):
-        metrics.ssim(_rand_image(0, 9, 9), _rand_image(1, 9, 9), gaussian=True)
+        metrics.ssim(_rand_image(0, 9, 9), _rand_image(1, 9, 9))
+    assert metrics.ssim(_rand_image(0, 9, 9), _rand_image(1, 9, 9), variant="uniform") < 1
+    with pytest.raises(InputError, match="unknown SSIM variant 'box'"):
+        metrics.ssim(a, b, variant="box")
+
+
+def test_default_ssim_is_the_releases_call_of_scikit_image():
+    """The default SSIM is scikit-image's structural_similarity as the release called it: Gaussian weights,
+    sigma 1.5, population covariance, RGB channels averaged, on the uint8 images with their data range 255.
+
+    This project scores on [0, 1] with data range 1. SSIM is invariant to scaling images and data range
+    together (C1 = (0.01 L)^2 and C2 = (0.03 L)^2 scale with L^2 like every mean, variance and covariance
+    term), so the two agree up to float64 rounding: each SSIM value is a ratio of sums of a few hundred
+    products (the 11x11 window, filtered separably), each rounded with relative error 2^-53 = 1.1e-16;
+    1e-12 relative leaves a wide margin over that accumulated rounding for images of this size.
+    """
+    from skimage.metrics import structural_similarity
+
+    a = _rand_image(21, 40, 36)
+    b = np.clip(a.astype(int) + np.random.default_rng(22).integers(-50, 50, a.shape), 0, 255).astype(np.uint8)
+    release = structural_similarity(a, b, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, data_range=255)
+    literal = structural_similarity(a.astype(np.float64) / 255, b.astype(np.float64) / 255, channel_axis=2,
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+    assert metrics.ssim(a, b) == literal  # the same call on the same float64 arrays
+    assert metrics.ssim(a, b) == pytest.approx(release, rel=1e-12)
+    assert metrics.reconstruction_metrics(a, b)["ssim"] == literal
+    # the uniform variant is scikit-image's defaults, and differs from the default on the same images
+    uniform = structural_similarity(a.astype(np.float64) / 255, b.astype(np.float64) / 255, channel_axis=2,
+                                    data_range=1.0)
+    assert metrics.ssim(a, b, variant="uniform") == uniform
+    assert uniform != literal
 
 
 def test_size_mismatch_and_tiny_images_are_input_errors():
     with pytest.raises(InputError, match="differ in shape"):
         metrics.rmse(_rand_image(0, 8, 8), _rand_image(0, 9, 8))
     with pytest.raises(InputError, match="7x7"):
-        metrics.ssim(_rand_image(0, 5, 5), _rand_image(1, 5, 5))
+        metrics.ssim(_rand_image(0, 5, 5), _rand_image(1, 5, 5), variant="uniform")
 
 
 def test_summarise_leaves_infinite_psnr_out_of_mean():
@@ -245,6 +275,19 @@ def test_evaluate_cli_writes_json_and_table(tmp_path, capsys):
     assert report["settings"]["ground_truth_resized_to_result"] == 0
     text = capsys.readouterr().out
     assert "SSIM" in text and "mean (3 images)" in text
+    # every report names the SSIM variant, the data range and the image size
+    assert report["settings"]["ssim_variant"] == "gaussian" and report["settings"]["image_sizes"] == {"16x16": 3}
+    assert report["settings"]["description"] == metrics.describe_settings("gaussian", {(16, 16): 3})
+    assert report["settings"]["description"] in text
+    assert report["per_image"]["1"]["ssim"] == direct["ssim"] == metrics.ssim(read_rgb(res / "1.png"),
+                                                                              read_rgb(gt / "1.png"))
+    assert evaluate.main(["--results_dir", str(res), "--gt_dir", str(gt), "--output", str(out), "--no_progress",
+                          "--ssim_variant", "uniform"]) == 0
+    uniform = json.loads(out.read_text())
+    assert uniform["settings"]["ssim_variant"] == "uniform" and "SSIM uniform" in capsys.readouterr().out
+    assert uniform["per_image"]["1"]["ssim"] == metrics.ssim(read_rgb(res / "1.png"), read_rgb(gt / "1.png"),
+                                                             variant="uniform")
+    assert uniform["per_image"]["1"]["rmse"] == report["per_image"]["1"]["rmse"]
 
 
 def test_evaluate_resizes_ground_truth_to_result_size(tmp_path):
@@ -312,6 +355,29 @@ def test_fid_from_activations_low_rank_form_equals_covariance_form():
         assert metrics.fid_from_activations(x1, x1) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(InputError, match="at least 2"):
         metrics.fid_from_activations(x1[:1], x2)
+
+
+def test_fid_inception_equals_pytorch_fids_inception_v3(random_inception_path):
+    """The adapter computes pytorch-fid's own InceptionV3 forward pass with the same weights, bit for bit.
+
+    pytorch-fid's InceptionV3 can only be built by downloading its trunk; here (in the test only) its
+    fid_inception_v3 is replaced by the locally loaded trunk, which is what the adapter wraps.
+    """
+    import unittest.mock
+
+    from pytorch_fid import inception as pfi
+
+    ours = metrics.build_fid_inception(random_inception_path)
+    trunk = metrics.fid_inception_skeleton()
+    trunk.load_state_dict(torch.load(random_inception_path, weights_only=True))
+    with unittest.mock.patch.object(pfi, "fid_inception_v3", lambda: trunk):
+        reference = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    x = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(0))  # any size: both resize to 299
+    with torch.no_grad():
+        got, expected = ours(x), reference(x)
+    assert len(got) == len(expected) == 1 and got[0].shape == (2, 2048, 1, 1)
+    assert torch.equal(got[0], expected[0])
+    assert not any(p.requires_grad for p in ours.parameters())
 
 
 def test_fid_inception_loads_local_weights(tmp_path, random_inception_path):

@@ -11,6 +11,7 @@ import pytest
 
 from options import build_options
 from options.base_options import RUN_SPECIFIC_OPTIONS
+from options.export_options import ExportOptions
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from tests.conftest import ROOT
@@ -222,13 +223,16 @@ def _entry_scripts(tmp_path):
            ("mix_styles.py", mix_script.main, mix_req, _options_parser(mix_script.MixOptions, mix_req),
             mix_script.MixOptions),
            ("edit_app.py", edit_script.main, ck, _options_parser(edit_script.EditorOptions, ck),
-            edit_script.EditorOptions)]
+            edit_script.EditorOptions),
+           ("scripts/export_generator.py", _load_script("scripts/export_generator.py").main, ck,
+            _options_parser(ExportOptions, ck), ExportOptions)]
     plain = {"save_style_vector.py": ["--image_dir", "i", "--label_dir", "l", "--save_dir", "s", "--label_nc", "3"],
              "evaluate.py": ["--results_dir", "r", "--gt_dir", "g"],
              "datasets/prepare_celebamask_hq.py": ["--root", "r", "--out_dir", "o"],
              "datasets/prepare_cityscapes.py": ["--root", "r", "--out_dir", "o"],
              "datasets/prepare_cmp_facade.py": ["--input_dirs", "a", "--out_dir", "o"],
-             "scripts/demo.py": [], "scripts/checkpoint_sizes.py": []}
+             "scripts/demo.py": [], "scripts/checkpoint_sizes.py": [],
+             "scripts/import_release.py": ["--checkpoint", "checkpoint.zip"]}
     for script, req in plain.items():
         module = _load_script(script)
         main = module.main if script != "scripts/demo.py" else module.parse_args

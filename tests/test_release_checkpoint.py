@@ -12,6 +12,7 @@ from models.checkpoint_compat import (
 from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
 from options import build_options
 from tests._reference import reference_file
+from tests._release import to_release_layout
 from util.errors import CheckpointError
 from util.io import torch_save_atomic
 
@@ -89,23 +90,6 @@ def small_opt(**kw):
     base = dict(is_train=True, label_nc=3, ngf=2, crop_size=32, ndf=8)
     base.update(kw)
     return build_options(gpu_ids="-1", **base)
-
-
-def to_release_layout(native_state, n_release_classes=19):
-    """Turn a native state_dict into the release layout (per-class fc_mu<j>, extra unused tensors)."""
-    out = {}
-    for k, v in native_state.items():
-        if k.endswith(".fc_mu.weight") or k.endswith(".fc_mu.bias"):
-            ace, kind = k[: -len(".fc_mu.weight")] if k.endswith("weight") else k[: -len(".fc_mu.bias")], k.rsplit(".", 1)[1]
-            for j in range(n_release_classes):
-                out[f"{ace}.fc_mu{j}.{kind}"] = v[j].clone() if j < v.shape[0] else torch.randn_like(v[0])
-        else:
-            out[k] = v.clone()
-        if k.endswith(".Gsas.coefficient.weight"):
-            ace = k[: -len(".Gsas.coefficient.weight")]
-            out[f"{ace}.Gsas.fc.weight"] = torch.randn(512, 1024)
-            out[f"{ace}.Gsas.fc.bias"] = torch.randn(512)
-    return out
 
 
 @pytest.fixture(scope="module")

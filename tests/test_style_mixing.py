@@ -8,6 +8,9 @@ import torch
 
 import mix_styles
 from data.image_io import read_rgb
+from tests._pages import read_page
+from util.images import label_colormap
+from util.pages import mix_cell_name
 from editing.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
                                   replace_class_codes, shift_class_colour)
 from util.errors import CheckpointError, InputError, OptionError
@@ -134,16 +137,27 @@ def test_cli_replace_grid_by_class_name(trained):
                                        s[3].code_path,
                                        "--style_images", s[1].image_path, s[3].image_path, "--classes", "disc,box"]
     page = mix_styles.main(argv)
-    html = open(page).read()
     manifest = json.loads((out / "mix.json").read_text())
     assert manifest["classes"] == [1, 2] and [r["source"] for r in manifest["rows"]] == ["s0", "s2"]
     assert [c["style"] for c in manifest["rows"][0]["cells"]] == ["s1", "s3"]
-    # the grid: header + 2 rows; 2 style pictures, 2 x (label + reconstruction + 2 cells) images
-    assert html.count("<tr>") == 3 and html.count("<img") == 2 + 2 * 4 and "box,disc from s3" in html
+    # the page's layout is test.py's: heading, legend (restyled classes marked), one grid
+    shown = read_page(page)
+    assert shown.title == "Style mixing: tiny, checkpoint latest"
+    assert shown.facts["model"] == "tiny" and shown.facts["classes restyled"] == "box,disc"
+    assert shown.facts["generator"].startswith("raw") and "latest_net_G.pth" in shown.facts["checkpoint"]
+    colours = label_colormap(3)
+    assert [(e.index, e.name, e.colour, e.marked) for e in shown.legend] == [
+        (j, name, "#%02x%02x%02x" % tuple(colours[j]), j in (1, 2)) for j, name in enumerate(("background", "box",
+                                                                                              "disc"))]
+    # the grid: header with the 2 style pictures, then per source label + reconstruction + 2 cells
+    assert [c.images for c in shown.header] == [[], [], ["images/styles/s1.png"], ["images/styles/s3.png"]]
+    assert len(shown.rows) == 2 and all(len(r) == 4 and all(len(c.images) == 1 for c in r) for r in shown.rows)
+    assert shown.rows[1][3].lines == ["box,disc from s3"]
+    assert shown.rows[1][3].images == ["images/" + mix_cell_name("s2", "s3", 1.0)]
     # a cell equals the API's result with the checkpoint's weights and the same noise seed
     mixer = StyleMixer(trained.model, trained.opt, seed=trained.opt.seed)
     expected = mixer.generate(mixer.load_label(s[2].label_path), replace_class_codes(s[2].codes, s[3].codes, [1, 2]))
-    cell = read_rgb(str(out / "images" / mix_styles.cell_name("s2", "s3", 1.0)))
+    cell = read_rgb(str(out / "images" / mix_cell_name("s2", "s3", 1.0)))
     assert np.array_equal(cell, expected)
 
 
@@ -211,7 +225,9 @@ def test_cli_needs_only_label_maps_and_codes(trained, tmp_path):
                             "--source_codes", str(only / "codes" / "s0.npy"),
                             "--style_codes", str(only / "codes" / "s1.npy"), "--classes", "2"])
     row = json.loads((out / "mix.json").read_text())["rows"][0]
-    assert open(page).read().count("<img") == 3  # label map, reconstruction, one mixed cell
+    shown = read_page(page)
+    assert [len(c.images) for c in shown.header + shown.rows[0]] == [0, 0, 0, 1, 1, 1]  # no style picture
+    assert shown.rows[0][2].images == ["images/" + row["cells"][0]["image"]]
     mixer = StyleMixer(trained.model, trained.opt, seed=trained.opt.seed)
     label = mixer.load_label(s[0].label_path)
     assert np.array_equal(read_rgb(str(out / "images" / row["reconstruction"])), mixer.generate(label, s[0].codes))

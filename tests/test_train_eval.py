@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 
 import evaluate
 import train
+from evaluation import metrics
 from tests._synthetic import build_synthetic_dataset, noise_free_model
 from util.distributed import free_port
 from util.errors import InputError, OptionError
@@ -85,8 +86,12 @@ def test_values_are_logged_once_per_evaluation_and_follow_evaluate_py(run):
     root, _, eval_dir, trainer, stdout = run
     folder = os.path.join(root, "ck", "ev")
     log = open(os.path.join(folder, "loss_log.txt")).read()
-    lines = [ln for ln in log.splitlines() if ln.startswith("(eval")]
+    lines = [ln for ln in log.splitlines() if ln.startswith("(eval,")]
     assert [ln.split("step: ")[1].split(",")[0] for ln in lines] == ["2", "4"]
+    # the log names the metric conventions once, before the first evaluation
+    settings = [ln for ln in log.splitlines() if ln.startswith("(eval settings)")]
+    assert settings == ["(eval settings) " + metrics.describe_settings("gaussian", (32, 32))]
+    assert log.index(settings[0]) < log.index(lines[0])
     assert all("images: 3)" in ln and "ema_rmse: " in ln for ln in lines)
     # no Inception weights: FID is skipped, and that is said once
     assert stdout.count("FID is skipped during training") == 1
@@ -151,7 +156,7 @@ def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path, random_incept
         trainer = train_noise_free(train_args(root, "ev", train_dirs)
                                    + ["--eval_dir", eval_dir, "--eval_freq", "100", "--inception_path",
                                       random_inception_path, "--eval_metric", "fid", "--ema_decay", "0",
-                                      "--max_steps", "2"])
+                                      "--max_steps", "2", "--eval_ssim_variant", "uniform"])
     values = trainer.evaluator.last_values
     assert trainer.evaluator.last_step == 2 and set(values) == {"ssim", "psnr", "rmse", "fid"}
     # evaluate.py with the same network and batch size
@@ -165,8 +170,12 @@ def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path, random_incept
                                  "--results_dir", folder])
     images = os.path.join(os.path.dirname(page), "images")
     report = evaluate.evaluate(os.path.join(images, "synthesized_image"), os.path.join(images, "real_image"),
-                               fid=True, inception_path=random_inception_path, batch_size=2, progress=False)
+                               fid=True, inception_path=random_inception_path, batch_size=2, progress=False,
+                               ssim_variant="uniform")
     assert values["fid"] == pytest.approx(report["mean"]["fid"], rel=1e-9)
+    assert values["ssim"] == pytest.approx(report["mean"]["ssim"], rel=1e-9)  # --eval_ssim_variant uniform
+    log = open(os.path.join(root, "ck", "ev", "loss_log.txt")).read()
+    assert "(eval settings) " + metrics.describe_settings("uniform", (32, 32)) in log
     assert json.load(open(os.path.join(root, "ck", "ev", "best.json")))["raw"]["value"] == values["fid"]
 
 

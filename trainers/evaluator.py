@@ -7,9 +7,10 @@ its label map and codes (eval mode, test-time preprocessing as ``test.py``:
 ``load_size = crop_size``, centred crop, no flip) and is scored against the
 preprocessed photos with ``evaluate.py``'s conventions (``evaluation/metrics.py``):
 
-* SSIM (RGB, scikit-image's 7x7 uniform window), PSNR (dB, per image, then
-  averaged; identical pairs left out) and RMSE on the [0, 1] scale, computed on
-  the uint8 images that ``test.py`` would write;
+* SSIM (RGB; ``--eval_ssim_variant``, by default the release's Gaussian
+  window, as ``evaluate.py``), PSNR (dB, per image, then averaged; identical
+  pairs left out) and RMSE on the [0, 1] scale, computed on the uint8 images
+  that ``test.py`` would write;
 * FID (pytorch-fid's Inception, pool3) between the synthesised and the real
   images of ``D``, when the Inception weights are found (``--inception_path``
   or torch's hub cache) and ``D`` holds at least 2 images. Otherwise it is
@@ -66,6 +67,9 @@ def modify_commandline_options(parser, is_train):
                    help="held-out set with labels/, images/ and codes/ sub-folders; evaluated every --eval_freq "
                         "steps (SSIM, PSNR, RMSE, and FID when the Inception weights are found)")
     g.add_argument("--eval_freq", type=int, default=5000, help="evaluate every this many global steps")
+    g.add_argument("--eval_ssim_variant", type=str, default=metrics.DEFAULT_SSIM, choices=tuple(metrics.SSIM_VARIANTS),
+                   help="SSIM window: gaussian (sigma 1.5, population covariance; the release's) or uniform "
+                        "(7x7, sample covariance), as evaluate.py --ssim_variant")
     g.add_argument("--eval_metric", type=str, default="ssim", choices=sorted(METRICS),
                    help="metric that selects best_net_G.pth / best_net_G_ema.pth")
     g.add_argument("--inception_path", type=str, default=None,
@@ -191,7 +195,8 @@ class TrainingEvaluator:
                     generated = netG(segmap, codes)
                 fake, real = tensor2im(generated), tensor2im(batch["image"])
                 for i, f, r in zip(idx, fake, real):
-                    per_image.append((i, metrics.reconstruction_metrics(f, r)))
+                    per_image.append((i, metrics.reconstruction_metrics(f, r,
+                                                                        ssim_variant=self.opt.eval_ssim_variant)))
                 if self.fid_model is not None:
                     fakes.extend(fake)
                     if need_real_acts:

@@ -7,7 +7,7 @@ step and one D step per batch. The weighted losses are formed in one
 place, ``SuperStyleNetModel.weighted_sum``, from ``model.loss_weights``; the
 raw losses are what gets logged.
 
-Optimisers (SPEC §4): Adam; TTUR by default (G ``lr/2``, D ``2·lr``, betas
+Optimisers (docs/method.md §9): Adam; TTUR by default (G ``lr/2``, D ``2·lr``, betas
 ``(0, 0.9)``); ``--no_TTUR`` uses ``lr`` for both with ``(beta1, beta2)``.
 Schedule: epochs are 1-based; epoch ``e`` trains at
 ``lr · (1 - max(0, e - 1 - niter) / niter_decay)`` -- constant for ``niter``

@@ -17,6 +17,20 @@ _SAMPLE_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
 VISUAL_ORDER = ("input_label", "synthesized_image", "real_image")
 
 
+def eval_settings(opt):
+    """The metric conventions of evaluation during training in one line (SSIM variant, data range, size).
+
+    The held-out images have the generator's output size: ``crop_size`` wide,
+    the latent grid's rows times ``2**k`` high.
+    """
+    from evaluation.metrics import DEFAULT_SSIM, describe_settings
+    from models.networks.generator import UPSAMPLING_LAYERS, latent_size
+
+    sh, _ = latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)
+    size = (sh * 2 ** UPSAMPLING_LAYERS[opt.num_upsampling_layers], int(opt.crop_size))
+    return describe_settings(getattr(opt, "eval_ssim_variant", DEFAULT_SSIM), size)
+
+
 class Visualizer:
     """Writes losses and samples under ``checkpoints_dir/name``.
 
@@ -32,6 +46,7 @@ class Visualizer:
         self.log_name = os.path.join(self.folder, "loss_log.txt")
         self.web_dir = os.path.join(self.folder, "web")
         self.writer = None
+        self.eval_settings_logged = False
         if not enabled:
             return
         os.makedirs(self.folder, exist_ok=True)
@@ -71,6 +86,11 @@ class Visualizer:
         """
         if not self.enabled:
             return ""
+        if not self.eval_settings_logged:  # once per run (and per resumed run): the metric conventions
+            self.eval_settings_logged = True
+            settings = "(eval settings) " + eval_settings(self.opt)
+            tqdm.write(settings)
+            self._append(settings + "\n")
         msg = f"(eval, epoch: {epoch}, iters: {i}, step: {step}, images: {count}) "
         msg += " ".join(f"{k}: {'n/a' if v is None else format(v, '.4f')}" for k, v in values.items())
         if improved:

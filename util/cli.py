@@ -1,5 +1,6 @@
 """What every entry script shares: the ``--help`` layout and the exit status of user errors."""
 import argparse
+import textwrap
 import sys
 
 from util.errors import USER_ERRORS
@@ -16,6 +17,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if action.required or "(default:" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+    def _split_lines(self, text, width):
+        # wrap at spaces only: a default such as a hyphenated path stays whole on one line
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
 def run_cli(main, argv=None, cleanup=None):

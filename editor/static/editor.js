@@ -12,6 +12,11 @@ const ui = {
   lastOp: null,      // "style" / "colour" right after such an edit: the slider and colour amend it
   queue: Promise.resolve(),
   pending: 0,
+  tool: "select",    // what a press on the label map does: "select" a class or "paint" a stroke
+  stroke: null,      // the stroke being drawn: {points: [[fx, fy], ...]}
+  original: null,    // {image, label} of the sample before any edit (the before/after toggle)
+  image: null,       // the latest rendered image (data URL)
+  before: false,     // the before/after toggle shows the original
 };
 
 function showMessage(text, kind) {
@@ -96,6 +101,7 @@ function buildStatic() {
     swatch.style.background = c.colour;
     label.append(box, swatch, document.createTextNode(c.name));
     legend.appendChild(label);
+    $("paint-class").add(new Option(c.name, String(c.index)));
   }
   fillSources([]);
 }
@@ -125,15 +131,35 @@ function showSelection(updateColour) {
   }
 }
 
+function setSrc(img, url) {
+  if (url && img.getAttribute("src") !== url) img.src = url;
+}
+
+// The before/after toggle: the original image and label map of the sample, or the edited ones.
+function showBefore(on) {
+  ui.before = Boolean(on && ui.original);
+  const button = $("before-after");
+  button.setAttribute("aria-pressed", String(ui.before));
+  button.textContent = ui.before ? "Show after" : "Show before";
+  $("before-badge").hidden = !ui.before;
+  if (!ui.state || ui.state.sample === null) return;
+  setSrc($("result-view"), ui.before ? ui.original.image : ui.image);
+  setSrc($("label-view"), ui.before ? ui.original.label : ui.state.label_url);
+}
+
 function applyState(st) {
   ui.state = st;
   if (st.image) {
+    ui.image = st.image;
     const view = $("result-view");
-    view.src = st.image;
     view.dataset.version = st.version;
     $("render-time").textContent = "(rendered in " + (st.render_ms / 1000).toFixed(2) + " s)";
   }
-  if (st.label_url && $("label-view").getAttribute("src") !== st.label_url) $("label-view").src = st.label_url;
+  if (st.sample !== null) {
+    $("label-figure").classList.remove("empty");
+    $("result-figure").classList.remove("empty");
+  }
+  showBefore(st.image ? false : ui.before);  // a new render shows the edited state
   for (const img of document.querySelectorAll(".thumb")) {
     img.classList.toggle("current", Number(img.dataset.index) === st.sample);
   }
@@ -152,6 +178,9 @@ function applyState(st) {
   $("reset").disabled = !st.can_undo;
   $("download").href = st.sample === null ? "#" : "/api/sessions/" + ui.session + "/image.png?download=1";
   $("download").setAttribute("download", (st.sample_name || "image") + "_edited.png");
+  $("download-label").href = st.sample === null ? "#" : "/api/sessions/" + ui.session + "/label_map.png";
+  $("download-label").setAttribute("download", (st.sample_name || "label") + "_label.png");
+  $("before-after").disabled = st.sample === null;
   fillSources(st.uploads || []);
   showSelection(ui.lastOp !== "colour");
 }
@@ -161,22 +190,36 @@ function selectSample(index) {
   ui.lastOp = null;
   selectionChanged();
   return act("sample", { sample: index }).then((st) => {
-    if (st) showMessage("Click a region (or tick classes) and give it a style or a colour.", "info");
+    if (!st) return;
+    ui.original = { image: st.image, label: st.sample_label_url };
+    showMessage("Click a region (or tick classes) and give it a style or a colour, or paint the label map.", "info");
   });
 }
 
-function clickView(event) {
-  if (!ui.state || ui.state.sample === null) {
-    showMessage("Pick a sample first.", "error");
-    return;
-  }
-  const img = event.currentTarget;
+// Where an event falls in the picture shown with object-fit: contain: fractions of its width and height,
+// and the picture's on-screen scale (screen pixels per image pixel).
+function pictureFraction(event, img) {
   const rect = img.getBoundingClientRect();
-  // the image is shown with object-fit: contain; map the click into the picture itself
   const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight);
   const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
-  const x = (event.clientX - rect.left - (rect.width - w) / 2) / w;
-  const y = (event.clientY - rect.top - (rect.height - h) / 2) / h;
+  return { x: (event.clientX - rect.left - (rect.width - w) / 2) / w,
+           y: (event.clientY - rect.top - (rect.height - h) / 2) / h, scale: scale,
+           left: (rect.width - w) / 2, top: (rect.height - h) / 2, w: w, h: h };
+}
+
+function needSample() {
+  if (!ui.state || ui.state.sample === null) {
+    showMessage("Pick a sample first.", "error");
+    return false;
+  }
+  return true;
+}
+
+function clickView(event) {
+  if (event.currentTarget.id === "label-view" && ui.tool === "paint") return;  // strokes: pointer events
+  if (!needSample()) return;
+  showBefore(false);
+  const { x, y } = pictureFraction(event, event.currentTarget);
   if (x < 0 || x > 1 || y < 0 || y > 1) return;
   enqueue(async () => {
     const hit = await api("/api/sessions/" + ui.session + "/pick", { x: x, y: y });
@@ -188,6 +231,81 @@ function clickView(event) {
     selectionChanged();
     showMessage((ui.selected.has(hit.class) ? "Selected " : "Deselected ") + hit.name + ".", "info");
   });
+}
+
+// ---- painting: a stroke is drawn on the canvas over the label map, then sent as one "paint" edit
+function brushSize() {
+  return Number($("brush-size").value);
+}
+
+function drawStroke() {
+  const canvas = $("stroke-canvas");
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = canvas.clientWidth * ratio;
+  canvas.height = canvas.clientHeight * ratio;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!ui.stroke || !ui.stroke.points.length) return;
+  const g = ui.stroke.geometry;
+  const colour = ui.info.classes[Number($("paint-class").value)].colour;
+  ctx.strokeStyle = ctx.fillStyle = colour;
+  ctx.lineWidth = brushSize() * g.scale * ratio;
+  ctx.lineCap = ctx.lineJoin = "round";
+  const at = ([x, y]) => [(g.left + x * g.w) * ratio, (g.top + y * g.h) * ratio];
+  ctx.beginPath();
+  if (ui.stroke.points.length === 1) {
+    const [px, py] = at(ui.stroke.points[0]);
+    ctx.arc(px, py, ctx.lineWidth / 2, 0, 2 * Math.PI);
+    ctx.fill();
+    return;
+  }
+  ui.stroke.points.forEach((p, i) => { const [px, py] = at(p); if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py); });
+  ctx.stroke();
+}
+
+function addStrokePoint(event) {
+  const f = pictureFraction(event, $("label-view"));
+  const point = [Math.min(Math.max(f.x, 0), 1), Math.min(Math.max(f.y, 0), 1)];
+  const last = ui.stroke.points[ui.stroke.points.length - 1];
+  const img = $("label-view");
+  const near = last && Math.abs(last[0] - point[0]) * img.naturalWidth < 0.5
+    && Math.abs(last[1] - point[1]) * img.naturalHeight < 0.5;
+  if (near) return;  // one point per half label pixel is enough
+  ui.stroke.geometry = f;
+  ui.stroke.points.push(point);
+  drawStroke();
+}
+
+function startStroke(event) {
+  if (ui.tool !== "paint" || event.button !== 0) return;
+  if (!needSample()) return;
+  event.preventDefault();
+  showBefore(false);
+  $("label-view").setPointerCapture(event.pointerId);
+  ui.stroke = { points: [] };
+  addStrokePoint(event);
+}
+
+function finishStroke(event) {
+  if (!ui.stroke) return;
+  if (event && event.type === "pointerup") addStrokePoint(event);
+  const points = ui.stroke.points;
+  const body = { class: Number($("paint-class").value), size: brushSize(), points: points };
+  ui.lastOp = null;
+  act("paint", body).then((st) => {
+    if (st) showMessage("Painted " + ui.info.classes[body.class].name + ".", "info");
+  }).finally(() => {
+    ui.stroke = null;
+    drawStroke();
+  });
+}
+
+function setTool(tool) {
+  ui.tool = tool;
+  document.body.classList.toggle("painting", tool === "paint");
+  $("label-caption").textContent = tool === "paint"
+    ? "Label map: drag to paint the chosen class"
+    : "Label map: click a region to select its class";
 }
 
 function classes() {
@@ -244,6 +362,14 @@ async function start() {
   document.body.dataset.session = ui.session;
   buildStatic();
   $("label-view").addEventListener("click", clickView);
+  $("label-view").addEventListener("pointerdown", startStroke);
+  $("label-view").addEventListener("pointermove", (e) => { if (ui.stroke) addStrokePoint(e); });
+  $("label-view").addEventListener("pointerup", finishStroke);
+  $("label-view").addEventListener("pointercancel", finishStroke);
+  $("tool-select").addEventListener("change", () => setTool("select"));
+  $("tool-paint").addEventListener("change", () => setTool("paint"));
+  $("brush-size").addEventListener("input", () => { $("brush-size-value").value = $("brush-size").value; });
+  $("before-after").addEventListener("click", () => showBefore(!ui.before));
   $("result-view").addEventListener("click", clickView);
   $("apply-style").addEventListener("click", () => applyStyle(false));
   $("alpha").addEventListener("input", () => { $("alpha-value").value = Number($("alpha").value).toFixed(2); });
@@ -255,7 +381,7 @@ async function start() {
   document.addEventListener("keydown", (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === "z" && ui.state && ui.state.can_undo) { ui.lastOp = null; act("undo"); }
   });
-  $("undo").disabled = $("reset").disabled = true;
+  $("undo").disabled = $("reset").disabled = $("before-after").disabled = true;
   document.body.dataset.ready = "1";
   showMessage("Pick a sample to edit.", "info");
 }

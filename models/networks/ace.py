@@ -1,31 +1,19 @@
-"""ACE normalisation (SPEC §3): SPADE branch + per-class style branch, blended.
+"""ACE normalisation (docs/method.md §5): SPADE branch + per-class style branch, blended.
 
-For a feature map ``x`` (B, Cn, H, W), a one-hot segmap (B, J, H', W') and
-style codes (B, J, 512):
+For a feature map ``x`` (B, Cn, H, W), a one-hot segmap (B, J, H', W')
+(nearest-resized to H×W) and normalised style codes (B, J, 512):
 
-1. ``s = GSAS(codes)``;
-2. ``x + noise`` with noise (B, 1, H, W) ~ N(0, 1) times the per-channel
-   ``noise_var`` (Cn,), zero at initialisation;
-3. parameter-free, sync-capable BatchNorm (momentum 0.1, eps 1e-5);
-4. SPADE branch on the nearest-resized segmap:
-   ``a = relu(conv3x3(seg -> 128))``, ``γ_s = conv3x3(a)``, ``β_s = conv3x3(a)``;
-5. style branch (blocks with style only): ``μ_j = relu(W_j s_j + b_j)`` for every
-   class j at once (one einsum over batched weights), then
-   ``γ_a, β_a = conv3x3(M)`` with ``M = Σ_j μ_j ⊗ seg_j``, computed in the exact
-   cheap form ``conv(seg; K_b)``, ``K_b[c, j, k] = Σ_d W[c, d, k] μ[b, j, d]``:
-   one grouped conv (groups = B) with J input channels; γ_a and β_a share it via
-   concatenated (small) kernels; the bias is added once;
-   blend ``γ = σ(g)γ_a + (1-σ(g))γ_s``, ``β = σ(h)β_a + (1-σ(h))β_s``;
-6. ``out = norm(x) · (1 + γ) + β``.
+1. ``x + ν·z`` with ``z`` (B, 1, H, W) ~ N(0, 1) and ``ν = noise_var`` (Cn,), zero at first;
+2. parameter-free, sync-capable BatchNorm (momentum 0.1, eps 1e-5);
+3. SPADE branch: ``a = relu(conv3x3(seg -> 128))``, ``γ_s, β_s = conv3x3(a)``;
+4. style branch (blocks with style only): ``μ_j = relu(W_j GSAS(s_j) + b_j)``,
+   ``γ_a, β_a = conv3x3(M)`` with the style map ``M = Σ_j μ_j ⊗ seg_j``, computed
+   exactly as one grouped conv of the segmap (:func:`style_modulation`);
+   ``γ = σ(g)γ_a + (1-σ(g))γ_s``, ``β = σ(h)β_a + (1-σ(h))β_s``;
+5. ``out = norm(x) · (1 + γ) + β``.
 
-Elementwise work is fused where that is free: the noise is one ``addcmul``;
-γ_s and β_s come from one conv over the concatenated ``mlp_gamma``/``mlp_beta``
-kernels; the style bias is added inside the grouped conv; both blends are
-one ``lerp``; the output is one ``addcmul``. Parameters and state-dict keys
-are those of the plain formulation. The segmap is resized only when its size
-differs from the feature map's (:class:`StyleResBlock` resizes it once for
-its two or three ACEs). Under autocast the noise scale and the blend weights
-follow the activations' dtype, so no elementwise op falls back to float32.
+Elementwise steps are fused (docs/model.md, "Implementation choices");
+parameters and state-dict keys are those of the plain formulation.
 """
 import torch
 import torch.nn as nn
@@ -84,8 +72,7 @@ def style_modulation(mu, segmap, weights, biases):
 
     Because M is linear in the segmap, ``conv(M; W) = conv(segmap; K_b)`` with
     ``K_b[c, j, k] = Σ_d W[c, d, k] · μ[b, j, d]``: one grouped conv (groups = B)
-    with J input channels instead of 512. Zero padding agrees because M is zero
-    wherever the segmap is zero.
+    with J input channels instead of 512 (derivation: docs/method.md §5.6).
 
     Args:
         mu: (B, J, D) per-class style vectors.

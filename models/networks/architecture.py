@@ -1,4 +1,4 @@
-"""Residual block of the generator with ACE normalisation (SPEC §3)."""
+"""Residual block of the generator with ACE normalisation (docs/method.md §4)."""
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm

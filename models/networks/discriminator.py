@@ -1,4 +1,4 @@
-"""Multiscale n-layer PatchGAN discriminator (SPEC §4).
+"""Multiscale n-layer PatchGAN discriminator (docs/method.md §7).
 
 State-dict keys follow the release: ``discriminator_<i>.model<n>.0.weight`` for
 the plain first/last convs and ``discriminator_<i>.model<n>.0.0.weight_orig``
@@ -49,8 +49,8 @@ class NLayerDiscriminator(nn.Module):
 
     model0: conv(in -> ndf, stride 2) + lrelu 0.2 (no norm); model1..model{n-1}:
     norm_D conv(stride 2) + lrelu 0.2, doubling the channels up to 512;
-    model{n}: conv(-> 1, stride 1). All middle convs use stride 2 as SPEC §4
-    states (SPADE-lineage code uses stride 1 on the last one; see docs/model.md).
+    model{n}: conv(-> 1, stride 1). All middle convs use stride 2 (SPADE-lineage
+    code uses stride 1 on the last one; docs/method.md §7).
 
     forward(x): (B, in_nc, H, W) -> list of the n+1 layer outputs (the last is
     the patch logit map (B, 1, h, w)).

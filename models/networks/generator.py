@@ -1,4 +1,4 @@
-"""SuperStyleNet generator (SPEC §3): SPADE layout with ACE-normalised ResBlocks."""
+"""SuperStyleNet generator (docs/method.md §4): SPADE layout with ACE-normalised ResBlocks."""
 import re
 
 import torch.nn as nn

@@ -1,15 +1,12 @@
-"""GSAS: the release's "graph-based spatial recovery" of a style code, in closed form.
+"""GSAS, the release's "graph-based spatial recovery" of a style code, in its exact closed form.
 
-The release builds, for each code vector s in R^C (C = 512), a C×C graph
-``A[i, k] = w_t·s_i + w_e·s_k + b`` with a 1×1 conv over two stacked
-channels, softmaxes it over ``i`` and outputs ``s + mean_i(s_i·softmax_i(A)[i, k])``.
-Because the softmax runs over ``i``, ``w_e·s_k + b`` cancels and the output is
-exactly (SPEC §3)
+For a code vector ``s`` in R^C (C = 512)::
 
-    GSAS(s) = s + (1/C) · Σ_i s_i · softmax(w_t·s)_i
+    GSAS(s) = s + (1/C) · Σ_i s_i · softmax(w_t · s)_i
 
-— one scalar shift per code vector, O(C) time and memory, same values and
-gradients. The shift is bounded by max|s|/C.
+one scalar shift per code vector, at most max|s|/C, in O(C) time and memory.
+It equals the release's C×C graph form in values and gradients; the
+derivation is in docs/method.md §6.
 """
 import torch
 import torch.nn as nn

@@ -1,4 +1,4 @@
-"""Weight initialisation (SPEC §4, "Initialisation").
+"""Weight initialisation (docs/method.md §9).
 
 Conv and Linear weights (``weight_orig`` for spectral-normalised layers, the
 per-class slices of :class:`PerClassLinear`, the GSAS coefficient) are drawn

@@ -1,4 +1,4 @@
-"""Losses (SPEC §4): GAN (hinge/ls/original/w), feature matching, VGG19 perceptual.
+"""Losses (docs/method.md §8): GAN (hinge/ls/original/w), feature matching, VGG19 perceptual.
 
 All losses here return *raw* values; the weights (λ_feat, λ_vgg) are applied in
 one place, ``SuperStyleNetModel.weighted_sum`` (``model.loss_weights``).

@@ -1,4 +1,4 @@
-"""Headless Chromium through selenium, for the editor's browser test and its screenshot script.
+"""Headless Chromium through selenium, for the editor's browser test (and its screenshot script).
 
 Only the distribution's browser and driver are used (Debian: ``apt-get install
 chromium chromium-driver``); nothing is downloaded. ``CHROMIUM_BIN`` and
@@ -100,22 +100,70 @@ class EditorPage:
         """Click the thumbnail of sample ``index`` and wait for its render."""
         return self._after_render(lambda: self.thumbnails()[index].click())
 
-    def click_label(self, x, y):
-        """Click pixel (``x``, ``y``) of the label map as shown; waits until the selection changes."""
-        from selenium.webdriver.common.action_chains import ActionChains
-
-        view = self._by_id("label-view")
+    def _label_offset(self, view, x, y):
+        """Offset from the label view's centre to the centre of label pixel (``x``, ``y``) as shown."""
         natural_w, natural_h = self.driver.execute_script(
             "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", view)
         size = view.size
         scale = min(size["width"] / natural_w, size["height"] / natural_h)  # object-fit: contain
+        return int((x + 0.5) * scale - natural_w * scale / 2), int((y + 0.5) * scale - natural_h * scale / 2)
+
+    def click_label(self, x, y):
+        """Click pixel (``x``, ``y``) of the label map as shown (select tool); waits until the selection changes."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        self._by_id("tool-select").click()
+        view = self._by_id("label-view")
         before = self.selected()
         self._clear_message()
-        ActionChains(self.driver).move_to_element_with_offset(
-            view, int((x + 0.5) * scale - natural_w * scale / 2), int((y + 0.5) * scale - natural_h * scale / 2)
-        ).click().perform()
+        ActionChains(self.driver).move_to_element_with_offset(view, *self._label_offset(view, x, y)).click().perform()
         self.wait.until(lambda d: self.selected() != before or self.message()[1] == "error")
         return self
+
+    def paint(self, class_index, size, points):
+        """Paint class ``class_index`` with brush ``size`` by dragging through label pixels ``points``
+        (``[(x, y), ...]``) with the mouse; waits for the render."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.support.ui import Select
+
+        self._by_id("tool-paint").click()
+        Select(self._by_id("paint-class")).select_by_value(str(class_index))
+        self.driver.execute_script("const b = document.getElementById('brush-size'); b.value = arguments[0];"
+                                   "b.dispatchEvent(new Event('input'));", int(size))
+        view = self._by_id("label-view")
+        chain = ActionChains(self.driver).move_to_element_with_offset(view, *self._label_offset(view, *points[0]))
+        chain.click_and_hold()
+        for x, y in points[1:]:
+            chain.move_to_element_with_offset(view, *self._label_offset(view, x, y))
+        return self._after_render(lambda: chain.release().perform())
+
+    def toggle_before(self):
+        """Click the before/after toggle; returns True when it now shows the sample before the edits."""
+        button = self._by_id("before-after")
+        button.click()
+        return button.get_attribute("aria-pressed") == "true"
+
+    def label_src(self):
+        """The address of the label map shown."""
+        return self._by_id("label-view").get_attribute("src")
+
+    def label_map_url(self):
+        """The absolute address of the "Download label map" link."""
+        return self._by_id("download-label").get_property("href")
+
+    def broken_images(self):
+        """Ids (or sources) of the displayed images that hold no picture (no source, or one that failed),
+        once every displayed image has finished loading."""
+        shown = "[...document.images].filter((im) => im.getClientRects().length > 0)"
+        self.wait.until(lambda d: d.execute_script(f"return {shown}.every((im) => im.complete)"))
+        return self.driver.execute_script(f"return {shown}.filter((im) => im.naturalWidth === 0)"
+                                          ".map((im) => im.id || im.src);")
+
+    def placeholders(self):
+        """Texts of the placeholders shown instead of images."""
+        from selenium.webdriver.common.by import By
+
+        return [p.text for p in self.driver.find_elements(By.CSS_SELECTOR, ".placeholder") if p.is_displayed()]
 
     def selected(self):
         """Sorted class indices ticked in the legend."""
