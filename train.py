@@ -9,8 +9,10 @@ Single process (CPU or one GPU)::
 Several GPUs, as in the release: ``--gpu_ids 0,1,2,3`` starts one process per
 listed GPU (DistributedDataParallel; ``--batchSize`` is the global batch).
 ``torchrun --nproc_per_node N train.py ...`` gives the same run and also spans
-several machines. See docs/training.md.
+several machines; so does ``srun`` with one task per GPU (the ``SLURM_*``
+variables are read). See docs/training.md.
 """
+import os
 import sys
 import time
 
@@ -21,6 +23,8 @@ from data.loader import create_dataloader
 from models.checkpoints import checkpoint_sizes, format_bytes
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
+from trainers.parallel import seed_rank_noise
+from trainers.rank_agreement import load_on_every_rank
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from trainers.visualizer import Visualizer
 from util import distributed as dist_util
@@ -50,6 +54,7 @@ def main(argv=None, model=None):
     """
     options = TrainOptions()
     argv = list(sys.argv[1:] if argv is None else argv)
+    slurm = dist_util.adopt_slurm_environment()  # srun with one task per GPU: SLURM_* -> torchrun's variables
     opt = options.parse(argv)
     nprocs = dist_util.processes_to_launch(opt)
     if nprocs:  # --gpu_ids 0,1,... (or --cpu_processes N): one process per GPU, as torchrun would start
@@ -64,6 +69,9 @@ def main(argv=None, model=None):
     main_process = rank == 0
     if main_process:
         options.print_options(opt)
+        if slurm:
+            print(f"SLURM job step: {world_size} tasks, rendezvous at {os.environ['MASTER_ADDR']}:"
+                  f"{os.environ['MASTER_PORT']}")
     seed_everything(opt.seed)
 
     loader = create_dataloader(opt, rank=rank, world_size=world_size)
@@ -77,6 +85,7 @@ def main(argv=None, model=None):
     if world_size > 1:
         ddp_ids = [opt.device.index] if opt.gpu_ids else None
     trainer = SuperStyleNetTrainer(opt, model=model, ddp_device_ids=ddp_ids)
+    seed_rank_noise(opt.seed, rank)  # the same weights on every rank, a different noise stream on each
     trainer.attach_ema_data(dataset, loader.batch_size)
     trainer.evaluator = build_evaluator(opt, loader.batch_size, rank, world_size)  # None without --eval_dir
     if main_process:
@@ -85,10 +94,15 @@ def main(argv=None, model=None):
               + " (the training state for 'latest' only)")
 
     start_epoch, start_iter = 1, 0
+    # every rank loads its own files (machines may have their own disks); all must hold the same state
     if opt.init_from:
-        trainer.init_from(opt.init_from, opt.which_epoch, log=print if main_process else (lambda _: None))
+        load_on_every_rank(
+            lambda: trainer.init_from(opt.init_from, opt.which_epoch, log=print if main_process else (lambda _: None)),
+            trainer.held_state, lambda: trainer.loaded_files, f"--init_from {opt.init_from}")
     if opt.continue_train:
-        epoch, epoch_iter, exact = trainer.resume(opt.which_epoch, steps_per_epoch)
+        epoch, epoch_iter, exact = load_on_every_rank(
+            lambda: trainer.resume(opt.which_epoch, steps_per_epoch), trainer.held_state,
+            lambda: trainer.loaded_files, f"--continue_train --which_epoch {opt.which_epoch}")
         start_epoch, start_iter = (epoch + 1, 0) if epoch_iter >= steps_per_epoch else (epoch, epoch_iter)
         if main_process:
             print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
@@ -140,8 +154,8 @@ def main(argv=None, model=None):
             last = max_reached or (epoch == total_epochs and epoch_iter >= steps_per_epoch)
             if trainer.evaluator is not None and trainer.evaluator.due(step, last):
                 trainer.evaluator.run(trainer, epoch, epoch_iter, visualizer)  # on every rank (sharded)
-            if main_process and (step % opt.save_latest_freq == 0 or max_reached):
-                trainer.save("latest", epoch, epoch_iter)
+            if step % opt.save_latest_freq == 0 or max_reached:
+                trainer.save("latest", epoch, epoch_iter)  # on every rank (each one's RNG state); rank 0 writes
                 saved_latest_at = step
             if max_reached or (opt.debug and epoch_iter - first >= 3):
                 stop = bool(max_reached)
@@ -149,18 +163,19 @@ def main(argv=None, model=None):
         bar.close()
         if stop and epoch_iter < steps_per_epoch:  # stopped inside the epoch
             break
+        if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
+            if saved_latest_at != trainer.global_step:
+                trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
+                saved_latest_at = trainer.global_step
+            trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
         if main_process:
-            if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
-                if saved_latest_at != trainer.global_step:
-                    trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
-                    saved_latest_at = trainer.global_step
-                trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
             print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
                   f"lr {trainer.current_lr:.3g}")
         if stop:
             break
         dist_util.barrier()
     dist_util.barrier()
+    trainer.wait_for_saves()  # rank 0: the last files on disk (the other ranks do not wait for them)
     visualizer.close()
     if main_process:
         print(f"training finished at epoch {epoch}, global step {trainer.global_step}")

@@ -13,3 +13,16 @@ def rss_mib():
 def peak_rss_mib():
     """Peak resident set size of this process so far in MiB (``getrusage``; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_parts_mib():
+    """``(private, file-backed)`` resident memory of this process in MiB (``RssAnon``, ``RssFile`` of
+    ``/proc/self/status``): private memory is this process's own; file-backed pages are the page cache,
+    shared by every process that maps the same file."""
+    parts = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                key, value = line.split(":")
+                parts[key] = int(value.split()[0]) / 1024.0
+    return parts["RssAnon"], parts["RssFile"]

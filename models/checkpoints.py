@@ -11,13 +11,16 @@ Layout under ``checkpoints_dir/name``:
   only; older runs may hold ``{epoch}_train_state.pth`` too): everything needed
   for an exact ``--continue_train`` (networks, optimisers, AMP scaler, epoch,
   iteration within the epoch, global step, RNG states of torch, CUDA, numpy and
-  Python).
+  Python: ``rng`` for rank 0 and, from a run of several processes, ``rng_ranks``
+  with one entry per rank, each holding that process's own CUDA device only).
 
-Every file is written atomically. Loading a missing, truncated or malformed
-file raises :class:`util.errors.CheckpointError` naming the file.
+Every file is written atomically, in the background with
+:class:`CheckpointWriter` during training. Loading a missing, truncated or
+malformed file raises :class:`util.errors.CheckpointError` naming the file.
 """
 import os
 import random
+import threading
 
 import numpy as np
 import torch
@@ -62,7 +65,8 @@ def train_state_path(folder, which_epoch):
 def cpu_state_dict(module):
     """``module.state_dict()`` with every tensor detached, moved to CPU and stored contiguously
     (also after ``--channels_last``, so the files are those of a plain run)."""
-    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in module.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+            for k, v in module.state_dict().items()}
 
 
 def save_network(module, path):
@@ -70,8 +74,14 @@ def save_network(module, path):
     torch_save_atomic(cpu_state_dict(module), path)
 
 
-def get_rng_state():
-    """RNG states of Python, numpy, torch (CPU) and all CUDA devices, in a ``weights_only``-loadable form."""
+def get_rng_state(device=None):
+    """RNG states of Python, numpy, torch (CPU) and this process's CUDA device, ``weights_only``-loadable.
+
+    ``device``: the process's training device; ``"cuda"`` holds the generator of
+    that CUDA device only (each process of a multi-GPU run draws from its own),
+    and is absent for a CPU device. ``None`` (no device known): every visible
+    CUDA device, as a list.
+    """
     np_state = np.random.get_state()
     py_state = random.getstate()
     state = {
@@ -80,33 +90,83 @@ def get_rng_state():
                   int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is None:
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+    elif torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
     return state
 
 
-def set_rng_state(state):
-    """Restore the states returned by :func:`get_rng_state`."""
+def set_rng_state(state, device=None):
+    """Restore the states returned by :func:`get_rng_state`.
+
+    ``device``: the process's training device, whose CUDA generator gets
+    ``state["cuda"]``. A list there (all devices, from ``device=None`` or an
+    older file) gives the device the entry of its index when there is one;
+    without ``device`` a list restores every device it names that is visible.
+    """
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     npst = state["numpy"]
     np.random.set_state((npst[0], npst[1].numpy().astype(np.uint32), npst[2], npst[3], npst[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if device is not None and torch.device(device).type != "cuda":
+        return
+    if isinstance(cuda, torch.Tensor):
+        torch.cuda.set_rng_state(cuda, torch.device(device) if device is not None else "cuda")
+        return
+    if device is not None:
+        index = torch.device(device).index or 0
+        if index < len(cuda):
+            torch.cuda.set_rng_state(cuda[index], torch.device(device))
+        return
+    for index, st in enumerate(cuda[: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(st, index)
+
+
+def rng_state_for_rank(state, rank, world_size):
+    """The RNG state rank ``rank`` of ``world_size`` resumes from, and whether it is that rank's own.
+
+    ``state["rng_ranks"]`` (one entry per rank, written by a run of several
+    processes) gives each rank its own state when the run had ``world_size``
+    processes; rank 0 otherwise gets ``state["rng"]`` (rank 0's, the only one
+    of a single process) and other ranks ``None`` (their noise then restarts
+    from their seed: not an exact continuation).
+    """
+    ranks = state.get("rng_ranks")
+    if ranks is not None and len(ranks) == world_size:
+        return ranks[rank], True
+    if rank == 0:
+        return state["rng"], world_size == 1 and ranks is None
+    return None, False
+
+
+def check_train_state(state):
+    """Raise ValueError unless the training-state dict has every key of :data:`TRAIN_STATE_KEYS`; returns it."""
+    missing = [k for k in TRAIN_STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"training state lacks {missing}")
+    return state
 
 
 def save_train_state(path, state):
     """Atomically save the training-state dict (keys :data:`TRAIN_STATE_KEYS`, plus optional ``scaler``)."""
-    missing = [k for k in TRAIN_STATE_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"training state lacks {missing}")
-    torch_save_atomic(state, path)
+    torch_save_atomic(check_train_state(state), path)
 
 
 def load_train_state(path):
-    """Load and check a training-state file; raises :class:`CheckpointError` when incomplete."""
-    state = load_torch_file(path, "training state")
+    """Load and check a training-state file; raises :class:`CheckpointError` when incomplete.
+
+    The file is memory-mapped (``torch.load(mmap=True)``): its tensors are read
+    from the page cache when they are copied into the networks and optimisers,
+    so the processes of one machine share one copy of the file in host memory
+    instead of each holding its own.
+    """
+    state = load_torch_file(path, "training state", mmap=True)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: training state is not a dict")
     missing = [k for k in TRAIN_STATE_KEYS if k not in state]
@@ -115,6 +175,76 @@ def load_train_state(path):
     if state["version"] != TRAIN_STATE_VERSION:
         raise CheckpointError(f"{path}: training state version {state['version']}; expected {TRAIN_STATE_VERSION}")
     return state
+
+
+class CheckpointWriter:
+    """Writes checkpoint files in a background thread, one save after the other, in the order given.
+
+    :meth:`submit` takes a list of ``(object, path)`` pairs whose tensors are
+    already private CPU copies (the training goes on changing its own), first
+    waiting for the previous save to finish, so at most one save's copy is held
+    in host memory while the training continues. Each file is written with
+    :func:`util.io.torch_save_atomic`. A failed write is raised as
+    :class:`CheckpointError` (naming the file) by the next :meth:`submit` or
+    :meth:`wait`; files written before it stay, the file that failed keeps its
+    previous version. ``background=False`` writes in the calling thread.
+    """
+
+    def __init__(self, background=True):
+        self.background = bool(background)
+        self._thread = None
+        self._error = None
+
+    def submit(self, files):
+        """Write ``files`` (list of ``(obj, path)``) after any save still in progress."""
+        self.wait()
+        if not self.background:
+            self._write(files)
+            self._raise_error()
+            return
+        self._thread = threading.Thread(target=self._write, args=(list(files),), name="checkpoint-writer")
+        self._thread.start()
+
+    def _write(self, files):
+        for obj, path in files:
+            try:
+                torch_save_atomic(obj, path)
+            except (OSError, RuntimeError) as e:
+                self._error = CheckpointError(f"{path}: writing the checkpoint failed ({e}); the previous "
+                                              "version of the file is kept")
+                return
+
+    def _raise_error(self):
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def wait(self):
+        """Block until the save in progress (if any) is on disk; raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._raise_error()
+
+    @property
+    def busy(self):
+        """True while a background save is being written."""
+        return self._thread is not None and self._thread.is_alive()
+
+
+def cpu_copy(obj):
+    """``obj`` (nested dicts / lists / tuples of tensors and plain values) with every tensor copied to the CPU.
+
+    The copies share no memory with the originals (also for CPU tensors), so
+    they can be written while training changes the originals.
+    """
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
 
 
 def load_networks(model, folder, which_epoch, log=print):

@@ -76,10 +76,24 @@ class SuperStyleNetModel(nn.Module):
         self._wrappers = {k: v for k, v in (("netG", netG), ("netD", netD)) if v is not None}
 
     def set_memory_format(self, memory_format):
-        """Store G, D (and VGG) weights in ``memory_format`` (e.g. ``torch.channels_last``) and feed
-        ``forward``'s image tensors in it. Returns ``self``."""
+        """Store the convolution weights of G, D (and VGG) in ``memory_format`` (e.g. ``torch.channels_last``)
+        and feed ``forward``'s image tensors in it. Returns ``self``.
+
+        Other 4-D parameters (GSAS's (1, 2, 1, 1) coefficient, read by
+        indexing) stay contiguous: their gradients arrive contiguous, and
+        DistributedDataParallel wants a gradient's strides to equal its
+        parameter's (otherwise it warns and copies).
+        """
         self.memory_format = memory_format
-        return self.to(memory_format=memory_format)
+        self.to(memory_format=memory_format)
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.modules.conv._ConvNd):
+                    continue
+                for p in module.parameters(recurse=False):
+                    if p.dim() == 4:  # clone: also the strides of size-1 dimensions become the contiguous ones
+                        p.data = p.data.clone(memory_format=torch.contiguous_format)
+        return self
 
     # ------------------------------------------------------------------ inputs
     def device(self):

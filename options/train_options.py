@@ -1,6 +1,6 @@
 """Training options (SPADE / SuperStyleNet release flag names and defaults)."""
 from options.base_options import BaseOptions
-from trainers import ema, evaluator
+from trainers import ema, evaluator, parallel
 from util.errors import OptionError
 from util.flag_rules import HALF_OPEN_UNIT, POSITIVE, at_least, set_rules
 
@@ -77,6 +77,7 @@ class TrainOptions(BaseOptions):
                        help="with --gpu_ids -1: train in this many CPU processes (DistributedDataParallel over "
                             "gloo; --batchSize stays the global batch). Several --gpu_ids start one process per id")
         set_rules(g, cpu_processes=at_least(1))
+        parser = parallel.modify_commandline_options(parser, self.is_train)
         parser = ema.modify_commandline_options(parser, self.is_train)
         parser = evaluator.modify_commandline_options(parser, self.is_train)
         return parser

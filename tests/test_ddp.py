@@ -1,8 +1,8 @@
 """Distributed training: 2 gloo processes on CPU stay in sync and match one process on the same global batch.
 
 Both runs train a float64 model whose noise scale is frozen at 0
-(``tests._synthetic.noise_free_model``: each process draws its own noise),
-so what is compared is the sync BatchNorm statistics, the gradient
+(``tests._synthetic.noise_free_model``: each process draws its own noise,
+from its own stream), so what is compared is the sync BatchNorm statistics, the gradient
 averaging, the split of each global batch over the ranks and rank-0-only
 saving. Bounds, derived in docs/testing.md ("Numerics"): gradients within
 1e-9 of the largest gradient; weights after Adam's first step within

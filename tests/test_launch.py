@@ -31,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _args(root, name, dirs, steps=3):
     images, labels, codes = dirs
     # 8 images, global batch 4: 2 steps per epoch, so 3 steps cross an epoch boundary (epoch 1 is
-    # saved as a snapshot). Noise injection stays on: every rank draws the same noise in both launches.
+    # saved as a snapshot). Noise injection stays on: rank r draws the same noise (its own stream) in both
+    # launches.
     # No EMA generator (it is not what is compared, and its files would double the disk use).
     return ["--name", name, "--checkpoints_dir", os.path.join(root, "ck"), "--gpu_ids", "-1",
             "--label_dir", labels, "--image_dir", images, "--instance_dir", codes,
@@ -159,8 +160,15 @@ def test_select_batchnorm_uses_torch_layers_where_they_serve(world, device, expe
     assert net[1].momentum == 0.1 and net[1].eps == 1e-5 and not net[1].affine
 
 
-def test_trainer_wraps_g_and_d_in_ddp_without_unused_parameter_search(tmp_path):
-    """One gloo process: DDP's reducer still insists that every parameter of a wrapper gets a gradient."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_trainer_wraps_g_and_d_in_ddp_without_unused_parameter_search(tmp_path, channels_last):
+    """One gloo process: DDP's reducer still insists that every parameter of a wrapper gets a gradient.
+
+    With ``--channels_last`` every gradient arrives with its parameter's strides: DDP would otherwise warn
+    "Grad strides do not match bucket view strides" and copy.
+    """
+    import warnings
+
     import torch.distributed as dist
 
     from options import build_options
@@ -169,18 +177,39 @@ def test_trainer_wraps_g_and_d_in_ddp_without_unused_parameter_search(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         opt = build_options(True, label_nc=2, ngf=4, crop_size=32, ndf=8, no_vgg_loss=True, gpu_ids="-1",
-                            lr=1e-3, niter=1, niter_decay=0)
+                            lr=1e-3, niter=1, niter_decay=0, channels_last=channels_last)
         torch.manual_seed(0)
-        trainer = SuperStyleNetTrainer(opt, ddp_device_ids=None)
-        assert trainer.ddp_G.module is trainer.model.netG and trainer.ddp_D.module is trainer.model.netD
-        assert not trainer.ddp_G.find_unused_parameters and not trainer.ddp_D.find_unused_parameters
-        g = torch.Generator().manual_seed(1)
-        data = {"label": torch.randint(0, 2, (2, 1, 32, 32), generator=g),
-                "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
-                "codes": torch.randn(2, 2, 512, generator=g), "path": ["a.png", "b.png"]}
-        for _ in range(3):  # an unused parameter would make the second iteration fail
-            trainer.train_step(data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = SuperStyleNetTrainer(opt, ddp_device_ids=None)
+            assert trainer.ddp_G.module is trainer.model.netG and trainer.ddp_D.module is trainer.model.netD
+            assert not trainer.ddp_G.find_unused_parameters and not trainer.ddp_D.find_unused_parameters
+            g = torch.Generator().manual_seed(1)
+            data = {"label": torch.randint(0, 2, (2, 1, 32, 32), generator=g),
+                    "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+                    "codes": torch.randn(2, 2, 512, generator=g), "path": ["a.png", "b.png"]}
+            for _ in range(3):  # an unused parameter would make the second iteration fail
+                trainer.train_step(data)
         assert trainer.global_step == 3
         assert set(trainer.latest_losses()) == {"GAN", "GAN_Feat", "D_Fake", "D_real"}
+        messages = [str(w.message) for w in caught]
+        assert not [m for m in messages if "strides" in m], messages
+        assert not [m for m in messages if "broadcast_buffers" in m], messages
+        if channels_last:  # the convolutions really run channels-last
+            conv = trainer.model.netG.fc.weight_orig if hasattr(trainer.model.netG.fc, "weight_orig") \
+                else trainer.model.netG.fc.weight
+            assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     finally:
         dist.destroy_process_group()
+
+
+def test_only_buffers_kept_equal_otherwise_skip_the_broadcast():
+    """forward_sync_buffers stays on for a network with a buffer of a kind not known to stay replicated."""
+    from trainers.parallel import buffers_need_broadcast
+
+    sn_conv = nn.utils.spectral_norm(nn.Conv2d(2, 3, 3))
+    assert not buffers_need_broadcast(nn.Sequential(sn_conv, SyncBatchNorm2d(3), nn.SyncBatchNorm(3)))
+    assert buffers_need_broadcast(nn.Sequential(sn_conv, nn.BatchNorm2d(3)))  # local statistics: broadcast
+    odd = nn.Conv2d(2, 3, 3)
+    odd.register_buffer("weight_u", torch.zeros(3))  # no spectral norm behind the name
+    assert buffers_need_broadcast(odd)

@@ -31,11 +31,18 @@ in one process, torch's SyncBatchNorm for several CUDA processes, the
 project's gloo-capable layer for several CPU processes); ``--channels_last``;
 the EMA generator's copy of G; ``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
 parameter names and checkpoints do not change); DistributedDataParallel
-around G and D separately, without ``find_unused_parameters``. On CUDA,
+around G and D separately, without ``find_unused_parameters``, buffers
+broadcast only where needed and ``--ddp_comm_hook`` (:mod:`trainers.parallel`). On CUDA,
 TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
 fused kernel. ``--amp`` autocasts to :func:`amp_dtype`; only float16 uses a
 GradScaler. No step reads a value back from the device: the losses are kept
 as tensors and read when they are printed (:meth:`latest_losses`).
+
+Several processes: :meth:`save` is called on every rank (it gathers each
+rank's RNG state), rank 0 copies the state to the host and a background
+thread writes the files (:class:`models.checkpoints.CheckpointWriter`);
+:meth:`wait_for_saves` before reading them. Loads are checked to agree on all
+ranks by :func:`trainers.rank_agreement.load_on_every_rank` (``train.py``).
 """
 import contextlib
 import os
@@ -45,6 +52,7 @@ import torch
 from models import checkpoints as ckpt
 from models import create_model
 from trainers.ema import GeneratorEMA
+from util import distributed as dist_util
 from util.errors import CheckpointError, OptionError
 
 
@@ -107,7 +115,6 @@ class SuperStyleNetTrainer:
 
     def __init__(self, opt, model=None, ddp_device_ids=False):
         from models.networks.sync_batchnorm import select_batchnorm
-        from util import distributed as dist_util
 
         self.opt = opt
         if model is None:
@@ -137,6 +144,9 @@ class SuperStyleNetTrainer:
         self.generated = None
         self.set_epoch_lr(1)
         self.evaluator = None  # set by train.py with --eval_dir
+        self.writer = ckpt.CheckpointWriter(background=True)
+        self.loaded_files = []  # the files the latest resume / init_from read
+        self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
 
     # ------------------------------------------------------------ run settings
     def compile_networks(self):
@@ -166,13 +176,20 @@ class SuperStyleNetTrainer:
         parameter of D in the D step; the calls without such a gradient (G
         under no_grad in the D step, D with frozen parameters in the G step)
         bypass the wrappers (see ``SuperStyleNetModel.set_parallel_wrappers``),
-        so ``find_unused_parameters`` stays off.
+        so ``find_unused_parameters`` stays off. Buffers are broadcast only
+        for a network holding one that is not kept equal otherwise
+        (:func:`trainers.parallel.buffers_need_broadcast`); ``--ddp_comm_hook``
+        compresses the gradients.
         """
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        from trainers import parallel
+
         kw = dict(device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=True)
-        self.ddp_G = DDP(self.model.netG, **kw)
-        self.ddp_D = DDP(self.model.netD, **kw)
+        self.ddp_G = DDP(self.model.netG, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netG), **kw)
+        self.ddp_D = DDP(self.model.netD, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netD), **kw)
+        for ddp in (self.ddp_G, self.ddp_D):
+            parallel.register_comm_hook(ddp, self.opt.ddp_comm_hook)
         self.model.set_parallel_wrappers(netG=self.ddp_G, netD=self.ddp_D)
 
     # ------------------------------------------------------------ optimisation
@@ -277,6 +294,7 @@ class SuperStyleNetTrainer:
         Optimisers, schedule and step count stay those of a new run; the EMA
         generator restarts from the loaded weights. Returns the notes.
         """
+        self.loaded_files = [ckpt.network_path(folder, which_epoch, "G")]
         notes = ckpt.load_networks(self.model, folder, which_epoch, log=log)
         if self.ema is not None:
             self.ema.reset_to(self.model.netG)
@@ -292,30 +310,55 @@ class SuperStyleNetTrainer:
         The training loop keeps the full state for ``latest`` only; epoch
         snapshots are ``net_G`` / ``net_D``, as in the release (the state holds
         both networks and both Adam states, about 3x their size).
+
+        Called on every rank: with ``save_state`` every rank's RNG state is
+        gathered (one small collective). Rank 0 then copies everything to the
+        host (:meth:`checkpoint_files`) and hands the copies to the background
+        writer, which writes them in order while training goes on; the other
+        ranks return at once. :meth:`wait_for_saves` waits for the files.
+        """
+        rng_ranks = dist_util.all_gather_objects(ckpt.get_rng_state(self.opt.device)) if save_state else None
+        if not dist_util.is_main_process():
+            return
+        self.writer.submit(self.checkpoint_files(which_epoch, epoch, epoch_iter, rng_ranks))
+
+    def checkpoint_files(self, which_epoch, epoch, epoch_iter, rng_ranks=None):
+        """The ``(object, path)`` pairs of one save, in the order they are written, as private CPU copies.
+
+        ``rng_ranks``: every rank's RNG state (:func:`models.checkpoints.get_rng_state`),
+        or None for networks only (an epoch snapshot).
         """
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
         netG, netD = ckpt.cpu_state_dict(self.model.netG), ckpt.cpu_state_dict(self.model.netD)
-        if save_state:
+        files = []
+        if rng_ranks is not None:
             state = {
                 "version": ckpt.TRAIN_STATE_VERSION,
                 "netG": netG, "netD": netD,
-                "optimizer_G": self.optimizer_G.state_dict(),
-                "optimizer_D": self.optimizer_D.state_dict(),
-                "scaler": self.scaler.state_dict(),
+                "optimizer_G": ckpt.cpu_copy(self.optimizer_G.state_dict()),
+                "optimizer_D": ckpt.cpu_copy(self.optimizer_D.state_dict()),
+                "scaler": ckpt.cpu_copy(self.scaler.state_dict()),
                 "epoch": int(epoch), "epoch_iter": int(epoch_iter), "global_step": int(self.global_step),
-                "rng": ckpt.get_rng_state(),
+                "rng": rng_ranks[0],
             }
+            if len(rng_ranks) > 1:
+                state["rng_ranks"] = list(rng_ranks)
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
             if self.evaluator is not None:
-                state["evaluation"] = self.evaluator.state_dict()
-            ckpt.save_train_state(ckpt.train_state_path(folder, which_epoch), state)
-        ckpt.torch_save_atomic(netG, ckpt.network_path(folder, which_epoch, "G"))
-        ckpt.torch_save_atomic(netD, ckpt.network_path(folder, which_epoch, "D"))
+                state["evaluation"] = ckpt.cpu_copy(self.evaluator.state_dict())
+            files.append((ckpt.check_train_state(state), ckpt.train_state_path(folder, which_epoch)))
+        files.append((netG, ckpt.network_path(folder, which_epoch, "G")))
+        files.append((netD, ckpt.network_path(folder, which_epoch, "D")))
         if self.ema is not None:
-            ckpt.torch_save_atomic(self.ema.network_state_dict(self.model.netG, self.opt.device),
-                                   ckpt.network_path(folder, which_epoch, ckpt.EMA_NET))
+            files.append((self.ema.network_state_dict(self.model.netG, self.opt.device),
+                          ckpt.network_path(folder, which_epoch, ckpt.EMA_NET)))
+        return files
+
+    def wait_for_saves(self):
+        """Block until every file handed to the background writer is on disk (raises a failed write)."""
+        self.writer.wait()
 
     def resume(self, which_epoch, steps_per_epoch):
         """Restore a run for ``--continue_train``; returns ``(epoch, epoch_iter, exact)``.
@@ -331,8 +374,11 @@ class SuperStyleNetTrainer:
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         which = str(which_epoch)
         if os.path.isfile(ckpt.train_state_path(folder, which)) or not which.isdigit():
+            self.loaded_files = [ckpt.train_state_path(folder, which)]
             epoch, epoch_iter = self.load_train_state(which)
+            self.resumed_at = (epoch, epoch_iter)
             return epoch, epoch_iter, True
+        self.loaded_files = [ckpt.network_path(folder, which, net) for net in ("G", "D")]
         for net in ("G", "D"):
             path = ckpt.network_path(folder, which, net)
             if not os.path.isfile(path):
@@ -343,8 +389,33 @@ class SuperStyleNetTrainer:
         self.global_step = epoch * int(steps_per_epoch)
         self.set_epoch_lr(epoch)
         if self.ema is not None:
-            self._resume_ema_from_snapshot(ckpt.network_path(folder, which, ckpt.EMA_NET))
+            ema_path = ckpt.network_path(folder, which, ckpt.EMA_NET)
+            if os.path.isfile(ema_path):
+                self.loaded_files.append(ema_path)
+            self._resume_ema_from_snapshot(ema_path)
+        self.resumed_at = (epoch, int(steps_per_epoch))
         return epoch, int(steps_per_epoch), False
+
+    def held_state(self):
+        """What must agree on all ranks after a load, and a short description: ``(state, summary)``.
+
+        The weights and buffers of G and D, both optimisers, the scaler, the
+        EMA generator and its counters, the global step, learning rate and the
+        resumed (epoch, iteration); the tensors stay where they are
+        (:func:`trainers.rank_agreement.state_digest` reads them there).
+        """
+        position = self.resumed_at
+        state = {"netG": self.model.netG.state_dict(), "netD": self.model.netD.state_dict(),
+                 "optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict(),
+                 "scaler": self.scaler.state_dict(), "global_step": int(self.global_step),
+                 "lr": float(self.current_lr), "position": position}
+        if self.ema is not None:
+            state["ema"] = {"module": self.ema.module.state_dict(), "num_steps": self.ema.num_steps,
+                            "num_updates": self.ema.num_updates}
+        where = f"global step {self.global_step}"
+        if position is not None:
+            where = f"epoch {position[0]}, iteration {position[1]}, " + where
+        return state, where
 
     def _resume_ema_from_snapshot(self, path):
         """Continue the average from the snapshot's ``*_net_G_ema.pth``, or restart it from netG."""
@@ -377,10 +448,25 @@ class SuperStyleNetTrainer:
         if "scaler" in state and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self._load_ema_and_evaluation(state, path)
-        ckpt.set_rng_state(state["rng"])
+        self._restore_rng(state, path)
         self.global_step = int(state["global_step"])
         self.set_epoch_lr(int(state["epoch"]))
         return int(state["epoch"]), int(state["epoch_iter"])
+
+    def _restore_rng(self, state, path):
+        """This rank's own RNG state from the training state (each rank saved its own)."""
+        from trainers.parallel import seed_rank_noise
+
+        rank, world = dist_util.get_rank(), dist_util.get_world_size()
+        rng, own = ckpt.rng_state_for_rank(state, rank, world)
+        if rng is not None:
+            ckpt.set_rng_state(rng, self.opt.device)
+        else:
+            seed_rank_noise(self.opt.seed, rank)
+        if not own and rank == 0:
+            saved = len(state["rng_ranks"]) if state.get("rng_ranks") is not None else 1
+            print(f"note: {path} was saved by {saved} process(es) and is resumed by {world}: the ranks' noise "
+                  "streams differ from those of the uninterrupted run, so this is not an exact continuation")
 
     def _load_ema_and_evaluation(self, state, path):
         """Restore the EMA generator and the evaluator's record from a training state."""

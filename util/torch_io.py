@@ -7,14 +7,18 @@ import torch
 from util.errors import CheckpointError
 
 
-def load_torch_file(path, what="checkpoint"):
-    """``torch.load`` (``weights_only``, onto CPU) with clear errors for missing/corrupt files."""
+def load_torch_file(path, what="checkpoint", mmap=False):
+    """``torch.load`` (``weights_only``, onto CPU) with clear errors for missing/corrupt files.
+
+    ``mmap``: map the file instead of reading it (copy-on-write; the tensors are
+    read from the page cache when used, shared by the processes of a machine).
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: {what} not found")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: {what} is empty (truncated)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, ImportError,
             pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path}: cannot read {what}; the file is truncated or corrupt ({e})") from e

@@ -22,6 +22,8 @@ class GraphCoefficient(nn.Module):
     optimiser would never move it anyway (its gradient is identically zero).
     """
 
+    constant_buffers = ("bias",)  # never written after loading (no broadcast between processes needed)
+
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, 2, 1, 1))
