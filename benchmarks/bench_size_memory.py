@@ -40,10 +40,10 @@ else:
     from evaluation.metrics import reconstruction_metrics
     from data.image_io import resize_rgb
     a = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    reconstruction_metrics(a[:32, :32], a[:32, :32], gaussian_ssim=extra == "gaussian")  # warm up
+    reconstruction_metrics(a[:32, :32], a[:32, :32], ssim_variant=extra)  # warm up
     base = rss_mib()
     x, y = resize_rgb(a, (size, size)), resize_rgb(a[::-1], (size, size))
-    reconstruction_metrics(x, y, gaussian_ssim=extra == "gaussian")
+    reconstruction_metrics(x, y, ssim_variant=extra)
 print(json.dumps({{"base_mib": base, "peak_mib": peak_rss_mib()}}))
 """
 
