@@ -310,10 +310,12 @@ def _hook_worker(rank, world, port, root):
     def recording(which):
         def hook(process_group, bucket):  # this rank's local gradients and what the compressed all-reduce gave
             local = bucket.buffer().detach().clone()
+            slot = len(records)  # DDP launches buckets in index order; their futures may complete in any order
+            records.append(None)
 
             def keep(fut):
                 result = fut.value()
-                records.append((which, bucket.index(), local, result.detach().clone()))
+                records[slot] = (which, bucket.index(), local, result.detach().clone())
                 return result
             return real[which](process_group, bucket).then(keep)
         return hook
@@ -335,6 +337,7 @@ def _hook_worker(rank, world, port, root):
             nets = {"netG": trainer.model.netG.state_dict(), "netD": trainer.model.netD.state_dict()}
             out[which] = {"start": start, "end": state_digest(nets), "losses": trainer.latest_losses(),
                           "sync_buffers": (trainer.ddp_G.forward_sync_buffers, trainer.ddp_D.forward_sync_buffers)}
+        assert None not in records, "a compressed all-reduce never completed"
         out["records"] = records
     finally:
         torch.save(out, os.path.join(root, f"hook{rank}.pt"))
