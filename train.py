@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
-from models.checkpoints import checkpoint_sizes, format_bytes
+from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
 from trainers.parallel import seed_rank_noise
@@ -28,6 +28,7 @@ from trainers.rank_agreement import load_on_every_rank
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from trainers.visualizer import Visualizer
 from util import distributed as dist_util
+from util import run_lock
 from util.cli import run_cli
 from util.errors import OptionError
 
@@ -43,6 +44,12 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def snapshot_due(opt, epoch):
+    """True when the end of ``epoch`` writes the epoch snapshot ``{epoch}_net_*.pth``."""
+    return epoch % opt.save_epoch_freq == 0 or epoch == opt.niter + opt.niter_decay
+
+
+@run_lock.releasing  # the run lock taken below is released however main ends
 def main(argv=None, model=None):
     """Run training with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
 
@@ -67,6 +74,10 @@ def main(argv=None, model=None):
         return None
     rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
     main_process = rank == 0
+    if main_process:  # one run per checkpoint folder; what a killed save left is removed under the lock
+        folder = os.path.join(opt.checkpoints_dir, opt.name)
+        run_lock.acquire(folder, take_over=opt.take_over_lock)
+        remove_interrupted_saves(folder)
     if main_process:
         options.print_options(opt)
         if slurm:
@@ -107,6 +118,8 @@ def main(argv=None, model=None):
         if main_process:
             print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
                   f"global step {trainer.global_step}")
+        trainer.repair_latest(opt.which_epoch)  # rank 0: latest_net_* of an interrupted save, from the state
+        if main_process:
             if not exact:
                 print(f"note: '{opt.which_epoch}' is an epoch snapshot (net_G / net_D only, as in the release): "
                       "the optimiser states start afresh, so this is not an exact continuation; "
@@ -154,7 +167,9 @@ def main(argv=None, model=None):
             last = max_reached or (epoch == total_epochs and epoch_iter >= steps_per_epoch)
             if trainer.evaluator is not None and trainer.evaluator.due(step, last):
                 trainer.evaluator.run(trainer, epoch, epoch_iter, visualizer)  # on every rank (sharded)
-            if step % opt.save_latest_freq == 0 or max_reached:
+            # the save of an epoch's last step waits for the epoch's end, where its snapshot is written first
+            if (step % opt.save_latest_freq == 0 or max_reached) and not (
+                    epoch_iter >= steps_per_epoch and snapshot_due(opt, epoch)):
                 trainer.save("latest", epoch, epoch_iter)  # on every rank (each one's RNG state); rank 0 writes
                 saved_latest_at = step
             if max_reached or (opt.debug and epoch_iter - first >= 3):
@@ -163,11 +178,13 @@ def main(argv=None, model=None):
         bar.close()
         if stop and epoch_iter < steps_per_epoch:  # stopped inside the epoch
             break
-        if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
+        if snapshot_due(opt, epoch):  # as the release did
             if saved_latest_at != trainer.global_step:
-                trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
+                # the snapshot's networks (no training state), then latest_*, then the state saying the epoch is done
+                trainer.save("latest", epoch, epoch_iter, snapshot=str(epoch))
                 saved_latest_at = trainer.global_step
-            trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
+            else:
+                trainer.save(str(epoch), epoch, epoch_iter, save_state=False)
         if main_process:
             print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
                   f"lr {trainer.current_lr:.3g}")
