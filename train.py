@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
+from data.preflight import check_headers
 from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
@@ -85,8 +86,11 @@ def main(argv=None, model=None):
                   f"{os.environ['MASTER_PORT']}")
     seed_everything(opt.seed)
 
-    loader = create_dataloader(opt, rank=rank, world_size=world_size)
+    # a file that fails to decode later is skipped and listed in skipped_files.txt next to the checkpoints
+    loader = create_dataloader(opt, rank=rank, world_size=world_size,
+                               skip_record=os.path.join(opt.checkpoints_dir, opt.name, "skipped_files.txt"))
     sampler, dataset = loader.sampler, loader.dataset
+    check_headers(dataset, log=print if main_process else (lambda _: None))  # every file, before any output
     steps_per_epoch = sampler.batches_per_epoch()
     if main_process:
         print(f"dataset [{type(dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per epoch"

@@ -100,14 +100,20 @@ def collate(items):
     return batch
 
 
-def create_dataloader(opt, rank=0, world_size=1):
+def create_dataloader(opt, rank=0, world_size=1, skip_record=None):
     """``DataLoader`` over :func:`create_dataset` for this rank.
 
     ``opt.batchSize`` is the global batch; each of ``world_size`` ranks loads
     ``batchSize / world_size`` samples per step. The loader's ``sampler`` and
     ``dataset`` expose ``set_epoch``; call both at each epoch start.
+    ``skip_record`` (a file path): items that fail to load are skipped and
+    listed there (:class:`data.preflight.SkipUnreadable`).
     """
     dataset = create_dataset(opt)
+    if skip_record is not None:
+        from data.preflight import SkipUnreadable
+
+        dataset = SkipUnreadable(dataset, skip_record)
     if len(dataset) == 0:
         raise InputError(f"{opt.label_dir}: dataset is empty")
     if opt.batchSize % world_size:

@@ -144,8 +144,12 @@ def check_latest_generator(path):
     which = name.split("_net_")[0]
     if "_net_" not in name or which != "latest" or not os.path.isfile(path):
         return
-    step, bad = latest_mismatches(folder, which, names=[name])
+    try:
+        step, bad = latest_mismatches(folder, which, names=[name])
+    except CheckpointError:
+        return  # an unreadable training state does not concern synthesis
     if bad:
+        load_torch_file(path, "generator weights", mmap=True)  # a truncated file: that message instead
         run = os.path.basename(folder)
         raise CheckpointError(
             f"{path}: does not match {train_state_path(folder, which)} (global step {step}): the last save "
