@@ -24,6 +24,7 @@ from data.preflight import check_headers
 from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
+from trainers.file_checks import check_disk_space, check_training_files
 from trainers.parallel import seed_rank_noise
 from trainers.rank_agreement import load_on_every_rank
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
@@ -64,6 +65,7 @@ def main(argv=None, model=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     slurm = dist_util.adopt_slurm_environment()  # srun with one task per GPU: SLURM_* -> torchrun's variables
     opt = options.parse(argv)
+    check_training_files(opt, vgg=model is None)  # VGG19, --eval_dir, --init_from, ...: before any network
     nprocs = dist_util.processes_to_launch(opt)
     if nprocs:  # --gpu_ids 0,1,... (or --cpu_processes N): one process per GPU, as torchrun would start
         if model is not None:
@@ -93,8 +95,9 @@ def main(argv=None, model=None):
     check_headers(dataset, log=print if main_process else (lambda _: None))  # every file, before any output
     steps_per_epoch = sampler.batches_per_epoch()
     if main_process:
-        print(f"dataset [{type(dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per epoch"
-              f" on {world_size} process(es), device {opt.device}")
+        print(f"dataset [{type(dataset.dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per "
+              f"epoch on {world_size} process(es), device {opt.device}")
+        check_disk_space(opt, steps_per_epoch, snapshot_due, model)  # latest + every snapshot must fit
 
     ddp_ids = False
     if world_size > 1:
@@ -124,6 +127,13 @@ def main(argv=None, model=None):
                   f"global step {trainer.global_step}")
         trainer.repair_latest(opt.which_epoch)  # rank 0: latest_net_* of an interrupted save, from the state
         if main_process:
+            if trainer.resumed_batch_size not in (None, opt.batchSize):
+                print(f"note: '{opt.which_epoch}' was saved with --batchSize {trainer.resumed_batch_size}; with "
+                      f"--batchSize {opt.batchSize} an epoch has {steps_per_epoch} steps, so the run goes on at "
+                      f"iteration {start_iter} counted in batches of {opt.batchSize} (image "
+                      f"{start_iter * opt.batchSize} of the epoch, not {start_iter * trainer.resumed_batch_size}), "
+                      f"and --max_steps, --save_latest_freq and the global step count steps of "
+                      f"{opt.batchSize} images: not an exact continuation")
             if not exact:
                 print(f"note: '{opt.which_epoch}' is an epoch snapshot (net_G / net_D only, as in the release): "
                       "the optimiser states start afresh, so this is not an exact continuation; "

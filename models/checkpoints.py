@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from util.errors import CheckpointError
+from util.disk import format_bytes  # noqa: F401  (part of this module's interface)
 from util.io import remove_temporaries, torch_save_atomic
 from util.torch_io import load_torch_file
 
@@ -430,6 +431,22 @@ def checkpoint_sizes(netG, netD, ema=False):
     return sizes
 
 
-def format_bytes(n):
-    """``n`` bytes as a short string in MB / GB (powers of 1000, as ``du --si`` and file browsers show)."""
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+def configuration_sizes(opt, ema):
+    """:func:`checkpoint_sizes` of the networks ``opt`` describes, built on the meta device (no memory, no time)."""
+    from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
+
+    with torch.device("meta"):
+        return checkpoint_sizes(SuperStyleNetGenerator(opt), MultiscaleDiscriminator(opt), ema=ema)
+
+
+def planned_files(folder, sizes, snapshot_epochs):
+    """The files a run leaves in ``folder`` (path -> bytes): ``latest_*`` and the snapshots of ``snapshot_epochs``.
+
+    ``sizes``: :func:`checkpoint_sizes`'s result.
+    """
+    nets = {k: v for k, v in sizes.items() if k.startswith("net_")}
+    files = {os.path.join(folder, f"latest_{k}.pth"): v for k, v in nets.items()}
+    files[train_state_path(folder, "latest")] = sizes["train_state"]
+    for epoch in snapshot_epochs:
+        files.update({os.path.join(folder, f"{epoch}_{k}.pth"): v for k, v in nets.items()})
+    return files

@@ -147,6 +147,7 @@ class SuperStyleNetTrainer:
         self.writer = ckpt.CheckpointWriter(background=True)
         self.loaded_files = []  # the files the latest resume / init_from read
         self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
+        self.resumed_batch_size = None  # the global batch size the resumed training state was saved with
 
     # ------------------------------------------------------------ run settings
     def compile_networks(self):
@@ -347,6 +348,7 @@ class SuperStyleNetTrainer:
                 "epoch": int(epoch), "epoch_iter": int(epoch_iter), "global_step": int(self.global_step),
                 "rng": rng_ranks[0],
                 "files": None,  # the records of the network files below, filled in by the writer
+                "batch_size": int(self.opt.batchSize),  # a resume with another batch size says what it does
             }
             if len(rng_ranks) > 1:
                 state["rng_ranks"] = list(rng_ranks)
@@ -480,6 +482,7 @@ class SuperStyleNetTrainer:
         self._load_ema_and_evaluation(state, path)
         self._restore_rng(state, path)
         self.global_step = int(state["global_step"])
+        self.resumed_batch_size = state.get("batch_size")
         self.set_epoch_lr(int(state["epoch"]))
         return int(state["epoch"]), int(state["epoch_iter"])
 
