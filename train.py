@@ -32,6 +32,7 @@ from trainers.visualizer import Visualizer
 from util import distributed as dist_util
 from util import run_lock
 from util.cli import run_cli
+from util.threads import cap_threads
 from util.errors import OptionError
 
 
@@ -76,6 +77,7 @@ def main(argv=None, model=None):
         dist_util.launch(main, argv, nprocs)
         return None
     rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
+    cap_threads()  # torch's threads for this machine's cores / local processes (kept: OMP_NUM_THREADS)
     main_process = rank == 0
     if main_process:  # one run per checkpoint folder; what a killed save left is removed under the lock
         folder = os.path.join(opt.checkpoints_dir, opt.name)
