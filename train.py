@@ -173,8 +173,11 @@ def main(argv=None, model=None):
                 t = (now - last_print) / (steps_since_print * opt.batchSize)  # s per image since the last print
                 last_print, steps_since_print = now, 0
                 if main_process:
-                    visualizer.print_current_errors(epoch, epoch_iter, losses, t)
+                    visualizer.print_current_errors(epoch, epoch_iter, losses, t, step=step)
                     visualizer.plot_current_errors(losses, step)
+                    visualizer.plot_speed(trainer.optimizer_G.param_groups[0]["lr"],
+                                          trainer.optimizer_D.param_groups[0]["lr"], t * opt.batchSize,
+                                          opt.batchSize, step)
             if step % opt.display_freq == 0 and main_process and trainer.generated is not None:
                 visualizer.display_current_results(
                     {"input_label": data["label"], "synthesized_image": trainer.generated,

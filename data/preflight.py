@@ -90,14 +90,36 @@ def append_line(path, line):
         os.close(fd)
 
 
-class SkipUnreadable(torch.utils.data.Dataset):
-    """``dataset`` whose items that raise :class:`InputError` are skipped and recorded.
+def fails_to_decode(path):
+    """True when the image or code file ``path`` cannot be read to its end (truncated, corrupt)."""
+    if path is None:
+        return False
+    try:
+        if os.fspath(path).lower().endswith(".npy"):
+            import numpy as np
 
-    Item ``i`` that fails is replaced by the next index (cyclically) that
-    loads, so batches keep their size and the replacement is the same in
-    every run. Each failing file is printed once per process as a
-    ``warning:`` line and appended once to ``record_path``. Other attributes
-    (``set_epoch``, ``label_paths``...) are those of ``dataset``.
+            np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as im:
+                im.load()
+    except Image.DecompressionBombError:
+        return False  # a rule (too large), not damage: the run stops with the reader's message
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return True
+    return False
+
+
+class SkipUnreadable(torch.utils.data.Dataset):
+    """``dataset`` whose items with a file that fails to decode are skipped and recorded.
+
+    Item ``i`` whose :class:`InputError` comes from a file that cannot be
+    decoded (:func:`fails_to_decode`: a truncated or corrupt image, label map
+    or code file) is replaced by the next index (cyclically) that loads, so
+    batches keep their size and the replacement is the same in every run.
+    Other input errors (a label value out of range...) are raised: they are
+    rules to fix, not damage. Each skipped file is printed once per process
+    as a ``warning:`` line and appended once to ``record_path``. Other
+    attributes (``set_epoch``, ``label_paths``...) are those of ``dataset``.
     """
 
     def __init__(self, dataset, record_path):
@@ -121,11 +143,18 @@ class SkipUnreadable(torch.utils.data.Dataset):
         if message not in recorded_files(self.record_path):
             append_line(self.record_path, message)
 
+    def _damaged(self, index):
+        files = [getattr(self.dataset, f, [None] * (index + 1))[index]
+                 for f in ("label_paths", "image_paths", "code_paths")]
+        return any(fails_to_decode(p) for p in files)
+
     def __getitem__(self, index):
         n = len(self.dataset)
         for k in range(n):
             try:
                 return self.dataset[(index + k) % n]
             except InputError as e:
+                if not self._damaged((index + k) % n):
+                    raise
                 self._report(e)
         raise InputError(f"no item of the dataset can be read (see {self.record_path})")

@@ -31,7 +31,10 @@ class TrainOptions(BaseOptions):
                        help="frequency (epochs) of saving epoch checkpoints")
         g.add_argument("--no_html", action="store_true",
                        help="do not write training samples to checkpoints_dir/name/web/")
-        g.add_argument("--tf_log", action="store_true", help="log scalars and images with tensorboardX")
+        g.add_argument("--tf_log", action="store_true", default=True,
+                       help="write TensorBoard events (losses, learning rates, speed, evaluation, samples) to "
+                            "checkpoints_dir/name/logs; on by default")
+        g.add_argument("--no_tf_log", dest="tf_log", action="store_false", help="write no TensorBoard events")
         g.add_argument("--debug", action="store_true", help="only do a few iterations per epoch")
         g.add_argument("--ignore_disk_space", action="store_true",
                        help="start even when the checkpoints this run will write (latest and every epoch "

@@ -82,19 +82,31 @@ def test_a_truncated_image_is_skipped_listed_and_the_run_goes_on(dirs, capsys):
     assert resumed.global_step == 6 and len(recorded_files(str(record))) == 1
 
 
-def test_skip_replaces_a_failing_item_by_the_next_readable_one(tmp_path):
+def test_skip_replaces_a_damaged_item_by_the_next_readable_one_and_raises_rule_errors(tmp_path):
     from util.errors import InputError
 
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
+    bad.write_bytes(good.read_bytes()[:40])
+
     class Items:
+        label_paths = [str(good), str(bad), str(good), str(good)]
+        image_paths = [None] * 4
+
         def __len__(self):
             return 4
 
         def __getitem__(self, i):
-            if i in (1, 2):
-                raise InputError(f"file{i}: unreadable or corrupt image")
+            if i in (1, 3):
+                raise InputError(f"{self.label_paths[i]}: problem {i}")
             return i
 
     wrapped = SkipUnreadable(Items(), str(tmp_path / "skipped_files.txt"))
-    assert [wrapped[i] for i in range(4)] == [0, 3, 3, 3]
-    assert recorded_files(str(tmp_path / "skipped_files.txt")) == ["file1: unreadable or corrupt image",
-                                                                   "file2: unreadable or corrupt image"]
+    assert [wrapped[0], wrapped[1], wrapped[2]] == [0, 2, 2]  # the damaged item 1 is replaced by item 2
+    assert recorded_files(str(tmp_path / "skipped_files.txt")) == [f"{bad}: problem 1"]
+    try:
+        wrapped[3]
+    except InputError as e:
+        assert str(e) == f"{good}: problem 3"
+    else:
+        raise AssertionError("a rule error must not be skipped")
