@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from models import networks
 from util.errors import InputError, OptionError
+from util.images import normalise_image
 
 MODES = ("generator", "discriminator", "inference")
 
@@ -121,7 +122,9 @@ class SuperStyleNetModel(nn.Module):
 
         Tensors are moved to the parameters' device and memory format and cast
         to their dtype (float32 normally; ``model.double()`` gives a float64
-        model, which the equivalence tests use). Raises InputError (naming the
+        model, which the equivalence tests use). A uint8 ``image`` (levels
+        0..255) is normalised on the device exactly as the loader's float path
+        (:func:`util.images.normalise_image`). Raises InputError (naming the
         batch's files) for labels outside [0, J) (checked on the CPU, before the
         transfer) or misshaped codes.
         """
@@ -143,6 +146,8 @@ class SuperStyleNetModel(nn.Module):
         if tuple(codes.shape) != (b, self.label_nc, 512):
             raise InputError(f"{paths}: codes batch must be {(b, self.label_nc, 512)}; got {tuple(codes.shape)}")
         image = data.get("image")
+        if image is not None and image.dtype == torch.uint8:  # levels from the loader: normalised here
+            image = normalise_image(image.to(device, non_blocking=True), dtype)
         if image is not None:
             image = image.to(device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         return segmap, image, codes

@@ -123,11 +123,14 @@ class BaseOptions:
         g = parser.add_argument_group("data loading")
         g.add_argument("--dataset_mode", type=str, default="custom", choices=tuple(DATASETS),
                        help="which dataset class reads the data (the registry data.loader.DATASETS)")
-        g.add_argument("--nThreads", default=0, type=int, help="number of data-loading worker processes")
+        g.add_argument("--nThreads", default=-1, type=int,
+                       help="data-loading worker processes per training process; -1 (default): on a GPU, this "
+                            "process's share of the cores available (os.sched_getaffinity) minus one for itself, "
+                            "at most 16; 0 on the CPU. 0 decodes in the training process")
         g.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
                        help="use at most this many samples of the dataset")
         g.add_argument("--display_winsize", type=int, default=256, help="width of the images on HTML pages")
-        set_rules(g, nThreads=at_least(0), max_dataset_size=at_least(1), display_winsize=at_least(1))
+        set_rules(g, nThreads=at_least(-1), max_dataset_size=at_least(1), display_winsize=at_least(1))
         return parser
 
     # ------------------------------------------------------------------ building the parser

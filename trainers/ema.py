@@ -221,8 +221,9 @@ class GeneratorEMA:
         ``batch_size``: samples per pass (the per-process training batch);
         ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the
         device to run on (the trainer passes the model's own preprocessing).
+        ``num_workers`` below 0 (``--nThreads -1``) reads in this process (a few batches).
         """
-        self._data = (dataset, max(1, int(batch_size)), int(num_workers))
+        self._data = (dataset, max(1, int(batch_size)), max(0, int(num_workers)))
         self._inputs = inputs
         self._prepared_at = None
 
