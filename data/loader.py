@@ -28,18 +28,11 @@ import torch
 
 from data.custom_dataset import CustomDataset
 from util.errors import InputError, OptionError
+from util.threads import available_cores
 
 DATASETS = {"custom": CustomDataset}
 PREFETCH_BATCHES = 4  # batches each worker keeps ready
 MAX_DEFAULT_WORKERS = 16
-
-
-def available_cores():
-    """CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_workers(processes, on_gpu, cores=None):
