@@ -130,10 +130,10 @@ class SuperStyleNetTrainer:
         self.model.train()
         # the averaged generator copies netG as it is now: batch norm chosen, memory format set, not compiled
         self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
-        if opt.compile:
-            self.compile_networks()
         if distributed:
             self.wrap_distributed(ddp_device_ids)
+        if opt.compile:  # after DDP wrapping, as torch documents
+            self.compile_networks()
         self.amp_dtype = amp_dtype(opt)
         if opt.amp and self.amp_dtype is None:
             print("[trainer] --amp: float32 on the CPU (pass --amp_dtype bfloat16 to autocast there anyway)")
@@ -151,24 +151,16 @@ class SuperStyleNetTrainer:
 
     # ------------------------------------------------------------ run settings
     def compile_networks(self):
-        """``torch.compile`` G, D and the VGG loss in place (names and state dicts unchanged).
-
-        Static shapes (the training batch never changes). Spectral norm's
-        power iteration is moved out of the compiled graphs first
-        (:mod:`models.networks.compile_support`: with it inside, inductor's
-        gradients of ``weight_orig`` were wrong). The backend is
-        ``--compile_backend`` (inductor by default; ``aot_eager`` traces without
-        generating code, which the CPU test uses because inductor's C++
-        compilation takes many minutes on a small CPU).
+        """``torch.compile`` G, D and the VGG loss in place, after DDP wrapping
+        (:func:`models.networks.compile_support.compile_model`: spectral norm's
+        power iteration runs eagerly before each network call, so each call is
+        one graph). The backend is ``--compile_backend`` (inductor by default;
+        ``aot_eager`` traces without generating code, which the CPU tests use
+        because inductor's C++ compilation takes many minutes on a small CPU).
         """
-        from models.networks.compile_support import make_compile_safe
+        from models.networks.compile_support import compile_model
 
-        kw = {"dynamic": False, "backend": self.opt.compile_backend}
-        for net in (self.model.netG, self.model.netD):
-            make_compile_safe(net)  # spectral norm's power iteration outside the graph (inductor's gradients)
-            net.compile(**kw)
-        if hasattr(self.model, "criterionVGG"):
-            self.model.criterionVGG.compile(**kw)
+        compile_model(self.model, self.opt.compile_backend)
 
     def wrap_distributed(self, device_ids):
         """DistributedDataParallel around netG and netD, each on its own.
