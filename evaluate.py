@@ -55,6 +55,9 @@ def build_parser():
 
 def main(argv=None):
     """CLI entry point; returns the exit status (0 ok, 1 some pairs failed, 2 bad input)."""
+    from util.threads import cap_threads
+
+    cap_threads()  # torch's threads for the cores (kept: OMP_NUM_THREADS)
     parser = build_parser()
     opt = parser.parse_args(argv)
     output = opt.output or os.path.join(opt.results_dir, "metrics.json")

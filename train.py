@@ -20,15 +20,19 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
-from models.checkpoints import checkpoint_sizes, format_bytes
+from data.preflight import check_headers
+from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
+from trainers.file_checks import check_disk_space, check_training_files
 from trainers.parallel import seed_rank_noise
 from trainers.rank_agreement import load_on_every_rank
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from trainers.visualizer import Visualizer
 from util import distributed as dist_util
+from util import run_lock
 from util.cli import run_cli
+from util.threads import cap_threads
 from util.errors import OptionError
 
 
@@ -43,6 +47,12 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def snapshot_due(opt, epoch):
+    """True when the end of ``epoch`` writes the epoch snapshot ``{epoch}_net_*.pth``."""
+    return epoch % opt.save_epoch_freq == 0 or epoch == opt.niter + opt.niter_decay
+
+
+@run_lock.releasing  # the run lock taken below is released however main ends
 def main(argv=None, model=None):
     """Run training with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
 
@@ -56,6 +66,7 @@ def main(argv=None, model=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     slurm = dist_util.adopt_slurm_environment()  # srun with one task per GPU: SLURM_* -> torchrun's variables
     opt = options.parse(argv)
+    check_training_files(opt, vgg=model is None)  # VGG19, --eval_dir, --init_from, ...: before any network
     nprocs = dist_util.processes_to_launch(opt)
     if nprocs:  # --gpu_ids 0,1,... (or --cpu_processes N): one process per GPU, as torchrun would start
         if model is not None:
@@ -66,7 +77,12 @@ def main(argv=None, model=None):
         dist_util.launch(main, argv, nprocs)
         return None
     rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
+    cap_threads()  # torch's threads for this machine's cores / local processes (kept: OMP_NUM_THREADS)
     main_process = rank == 0
+    if main_process:  # one run per checkpoint folder; what a killed save left is removed under the lock
+        folder = os.path.join(opt.checkpoints_dir, opt.name)
+        run_lock.acquire(folder, take_over=opt.take_over_lock)
+        remove_interrupted_saves(folder)
     if main_process:
         options.print_options(opt)
         if slurm:
@@ -74,12 +90,16 @@ def main(argv=None, model=None):
                   f"{os.environ['MASTER_PORT']}")
     seed_everything(opt.seed)
 
-    loader = create_dataloader(opt, rank=rank, world_size=world_size)
+    # a file that fails to decode later is skipped and listed in skipped_files.txt next to the checkpoints
+    loader = create_dataloader(opt, rank=rank, world_size=world_size,
+                               skip_record=os.path.join(opt.checkpoints_dir, opt.name, "skipped_files.txt"))
     sampler, dataset = loader.sampler, loader.dataset
+    check_headers(dataset, log=print if main_process else (lambda _: None))  # every file, before any output
     steps_per_epoch = sampler.batches_per_epoch()
     if main_process:
-        print(f"dataset [{type(dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per epoch"
-              f" on {world_size} process(es), device {opt.device}")
+        print(f"dataset [{type(dataset.dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per "
+              f"epoch on {world_size} process(es), device {opt.device}")
+        check_disk_space(opt, steps_per_epoch, snapshot_due, model)  # latest + every snapshot must fit
 
     ddp_ids = False
     if world_size > 1:
@@ -107,6 +127,15 @@ def main(argv=None, model=None):
         if main_process:
             print(f"resuming from '{opt.which_epoch}': epoch {start_epoch}, iteration {start_iter}, "
                   f"global step {trainer.global_step}")
+        trainer.repair_latest(opt.which_epoch)  # rank 0: latest_net_* of an interrupted save, from the state
+        if main_process:
+            if trainer.resumed_batch_size not in (None, opt.batchSize):
+                print(f"note: '{opt.which_epoch}' was saved with --batchSize {trainer.resumed_batch_size}; with "
+                      f"--batchSize {opt.batchSize} an epoch has {steps_per_epoch} steps, so the run goes on at "
+                      f"iteration {start_iter} counted in batches of {opt.batchSize} (image "
+                      f"{start_iter * opt.batchSize} of the epoch, not {start_iter * trainer.resumed_batch_size}), "
+                      f"and --max_steps, --save_latest_freq and the global step count steps of "
+                      f"{opt.batchSize} images: not an exact continuation")
             if not exact:
                 print(f"note: '{opt.which_epoch}' is an epoch snapshot (net_G / net_D only, as in the release): "
                       "the optimiser states start afresh, so this is not an exact continuation; "
@@ -144,8 +173,11 @@ def main(argv=None, model=None):
                 t = (now - last_print) / (steps_since_print * opt.batchSize)  # s per image since the last print
                 last_print, steps_since_print = now, 0
                 if main_process:
-                    visualizer.print_current_errors(epoch, epoch_iter, losses, t)
+                    visualizer.print_current_errors(epoch, epoch_iter, losses, t, step=step)
                     visualizer.plot_current_errors(losses, step)
+                    visualizer.plot_speed(trainer.optimizer_G.param_groups[0]["lr"],
+                                          trainer.optimizer_D.param_groups[0]["lr"], t * opt.batchSize,
+                                          opt.batchSize, step)
             if step % opt.display_freq == 0 and main_process and trainer.generated is not None:
                 visualizer.display_current_results(
                     {"input_label": data["label"], "synthesized_image": trainer.generated,
@@ -154,7 +186,9 @@ def main(argv=None, model=None):
             last = max_reached or (epoch == total_epochs and epoch_iter >= steps_per_epoch)
             if trainer.evaluator is not None and trainer.evaluator.due(step, last):
                 trainer.evaluator.run(trainer, epoch, epoch_iter, visualizer)  # on every rank (sharded)
-            if step % opt.save_latest_freq == 0 or max_reached:
+            # the save of an epoch's last step waits for the epoch's end, where its snapshot is written first
+            if (step % opt.save_latest_freq == 0 or max_reached) and not (
+                    epoch_iter >= steps_per_epoch and snapshot_due(opt, epoch)):
                 trainer.save("latest", epoch, epoch_iter)  # on every rank (each one's RNG state); rank 0 writes
                 saved_latest_at = step
             if max_reached or (opt.debug and epoch_iter - first >= 3):
@@ -163,11 +197,13 @@ def main(argv=None, model=None):
         bar.close()
         if stop and epoch_iter < steps_per_epoch:  # stopped inside the epoch
             break
-        if epoch % opt.save_epoch_freq == 0 or epoch == total_epochs:  # as the release did
+        if snapshot_due(opt, epoch):  # as the release did
             if saved_latest_at != trainer.global_step:
-                trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
+                # the snapshot's networks (no training state), then latest_*, then the state saying the epoch is done
+                trainer.save("latest", epoch, epoch_iter, snapshot=str(epoch))
                 saved_latest_at = trainer.global_step
-            trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
+            else:
+                trainer.save(str(epoch), epoch, epoch_iter, save_state=False)
         if main_process:
             print(f"end of epoch {epoch}/{total_epochs}: {time.time() - epoch_start:.1f} s, "
                   f"lr {trainer.current_lr:.3g}")

@@ -28,18 +28,11 @@ import torch
 
 from data.custom_dataset import CustomDataset
 from util.errors import InputError, OptionError
+from util.threads import available_cores
 
 DATASETS = {"custom": CustomDataset}
 PREFETCH_BATCHES = 4  # batches each worker keeps ready
 MAX_DEFAULT_WORKERS = 16
-
-
-def available_cores():
-    """CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_workers(processes, on_gpu, cores=None):
@@ -132,7 +125,7 @@ def collate(items):
     return batch
 
 
-def create_dataloader(opt, rank=0, world_size=1):
+def create_dataloader(opt, rank=0, world_size=1, skip_record=None):
     """``DataLoader`` over :func:`create_dataset` for this rank.
 
     ``opt.batchSize`` is the global batch; each of ``world_size`` ranks loads
@@ -140,16 +133,22 @@ def create_dataloader(opt, rank=0, world_size=1):
     ``dataset`` expose ``set_epoch``; call both at each epoch start.
     ``opt.nThreads`` workers (-1: :func:`default_workers` for ``world_size``
     processes), persistent, prefetching.
+    ``skip_record`` (a file path): items that fail to load are skipped and
+    listed there (:class:`data.preflight.SkipUnreadable`).
     """
     dataset = create_dataset(opt)
+    if opt.isTrain and opt.gpu_ids and hasattr(dataset, "uint8_images"):
+        dataset.uint8_images = True  # normalised on the device (SuperStyleNetModel.preprocess_input)
+    if skip_record is not None:
+        from data.preflight import SkipUnreadable
+
+        dataset = SkipUnreadable(dataset, skip_record)
     if len(dataset) == 0:
         raise InputError(f"{opt.label_dir}: dataset is empty")
     if opt.batchSize % world_size:
         raise OptionError(f"--batchSize {opt.batchSize} must be divisible by the number of processes {world_size}")
     if opt.isTrain and len(dataset) < opt.batchSize:
         raise OptionError(f"--batchSize {opt.batchSize} is larger than the dataset ({len(dataset)} samples)")
-    if opt.isTrain and opt.gpu_ids and hasattr(dataset, "uint8_images"):
-        dataset.uint8_images = True  # normalised on the device (SuperStyleNetModel.preprocess_input)
     workers = int(opt.nThreads)
     if workers < 0:  # one training process per listed GPU, or as many as torchrun started on this machine
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 0) or 0) or min(world_size, max(1, len(opt.gpu_ids)))

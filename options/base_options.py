@@ -45,7 +45,8 @@ RUN_SPECIFIC_OPTIONS = frozenset({
     "results_dir", "how_many", "phase", "use_ema",
     # training
     "serial_batches", "no_flip", "load_from_opt_file", "continue_train", "init_from", "print_freq",
-    "display_freq", "save_latest_freq", "save_epoch_freq", "tf_log", "no_html", "debug", "max_steps", "niter",
+    "display_freq", "save_latest_freq", "save_epoch_freq", "tf_log", "take_over_lock", "ignore_disk_space",
+    "no_html", "debug", "max_steps", "niter",
     "niter_decay", "lr", "beta1", "beta2", "no_TTUR", "D_steps_per_G", "amp", "amp_dtype", "channels_last",
     "compile", "compile_backend", "cpu_processes", "ddp_comm_hook",
     "ema_decay", "ema_every", "ema_bn_batches", "ema_cpu", "eval_dir", "eval_freq", "eval_metric", "eval_ssim_variant",
@@ -138,6 +139,9 @@ class BaseOptions:
         argv = sys.argv[1:] if argv is None else list(argv)
         from data.loader import DATASETS
         from models import MODELS
+        from options.foreign_flags import check_foreign_flags
+
+        check_foreign_flags(argv, DATASETS)  # SPADE/SEAN flags get a sentence, not "unrecognized arguments"
 
         parser = argparse.ArgumentParser(description=self.description, formatter_class=HelpFormatter,
                                          add_help=False)

@@ -147,6 +147,7 @@ class SuperStyleNetTrainer:
         self.writer = ckpt.CheckpointWriter(background=True)
         self.loaded_files = []  # the files the latest resume / init_from read
         self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
+        self.resumed_batch_size = None  # the global batch size the resumed training state was saved with
 
     # ------------------------------------------------------------ run settings
     def compile_networks(self):
@@ -292,11 +293,13 @@ class SuperStyleNetTrainer:
             self.ema.reset_to(self.model.netG)
         return notes
 
-    def save(self, which_epoch, epoch, epoch_iter, save_state=True):
+    def save(self, which_epoch, epoch, epoch_iter, save_state=True, snapshot=None):
         """Write ``{which_epoch}_net_{G,D}.pth`` and (``save_state``) ``{which_epoch}_train_state.pth``.
 
         With the EMA generator also ``{which_epoch}_net_G_ema.pth`` (prepared: BatchNorm
         statistics recomputed), which is also part of the training state.
+        ``snapshot`` (e.g. ``"10"``): also the epoch snapshot ``{snapshot}_net_*.pth``
+        of the same weights, written before the others.
 
         ``epoch`` (1-based) and ``epoch_iter`` (batches done in it) say where to resume.
         The training loop keeps the full state for ``latest`` only; epoch
@@ -312,19 +315,22 @@ class SuperStyleNetTrainer:
         rng_ranks = dist_util.all_gather_objects(ckpt.get_rng_state(self.opt.device)) if save_state else None
         if not dist_util.is_main_process():
             return
-        self.writer.submit(self.checkpoint_files(which_epoch, epoch, epoch_iter, rng_ranks))
+        self.writer.submit(self.checkpoint_files(which_epoch, epoch, epoch_iter, rng_ranks, snapshot=snapshot))
 
-    def checkpoint_files(self, which_epoch, epoch, epoch_iter, rng_ranks=None):
+    def checkpoint_files(self, which_epoch, epoch, epoch_iter, rng_ranks=None, snapshot=None):
         """The ``(object, path)`` pairs of one save, in the order they are written, as private CPU copies.
 
         ``rng_ranks``: every rank's RNG state (:func:`models.checkpoints.get_rng_state`),
-        or None for networks only (an epoch snapshot).
+        or None for networks only (an epoch snapshot). The order makes a kill at
+        any point harmless (models/checkpoints.py): ``snapshot``'s network
+        files, then ``which_epoch``'s, then the training state, whose ``files``
+        record the writer fills in.
         """
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
         netG, netD = ckpt.cpu_state_dict(self.model.netG), ckpt.cpu_state_dict(self.model.netD)
-        files = []
-        if rng_ranks is not None:
+        state = None
+        if rng_ranks is not None:  # built before the EMA is prepared for its file (as an uninterrupted run)
             state = {
                 "version": ckpt.TRAIN_STATE_VERSION,
                 "netG": netG, "netD": netD,
@@ -333,6 +339,8 @@ class SuperStyleNetTrainer:
                 "scaler": ckpt.cpu_copy(self.scaler.state_dict()),
                 "epoch": int(epoch), "epoch_iter": int(epoch_iter), "global_step": int(self.global_step),
                 "rng": rng_ranks[0],
+                "files": None,  # the records of the network files below, filled in by the writer
+                "batch_size": int(self.opt.batchSize),  # a resume with another batch size says what it does
             }
             if len(rng_ranks) > 1:
                 state["rng_ranks"] = list(rng_ranks)
@@ -340,13 +348,37 @@ class SuperStyleNetTrainer:
                 state["ema"] = self.ema.state_dict()
             if self.evaluator is not None:
                 state["evaluation"] = ckpt.cpu_copy(self.evaluator.state_dict())
-            files.append((ckpt.check_train_state(state), ckpt.train_state_path(folder, which_epoch)))
-        files.append((netG, ckpt.network_path(folder, which_epoch, "G")))
-        files.append((netD, ckpt.network_path(folder, which_epoch, "D")))
+            ckpt.check_train_state(state)
+        nets = [(netG, "G"), (netD, "D")]
         if self.ema is not None:
-            files.append((self.ema.network_state_dict(self.model.netG, self.opt.device),
-                          ckpt.network_path(folder, which_epoch, ckpt.EMA_NET)))
+            nets.append((self.ema.network_state_dict(self.model.netG, self.opt.device), ckpt.EMA_NET))
+        files = []
+        for which in ([str(snapshot)] if snapshot is not None else []) + [which_epoch]:
+            files += [(obj, ckpt.network_path(folder, which, net)) for obj, net in nets]
+        if state is not None:
+            files.append((state, ckpt.train_state_path(folder, which_epoch)))
         return files
+
+    def repair_latest(self, which_epoch="latest", log=print):
+        """Rewrite the network files of ``which_epoch`` that differ from its training state (rank 0).
+
+        After a save was killed between its network files and its training
+        state, the resumed run (which holds that state) writes the networks
+        again, so the ``latest`` files agree. Returns the names rewritten.
+        """
+        folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
+        if not dist_util.is_main_process():
+            return []
+        step, bad = ckpt.latest_mismatches(folder, which_epoch)
+        if not bad:
+            return []
+        files = [(obj, path) for obj, path in self.checkpoint_files(which_epoch, 0, 0)
+                 if os.path.basename(path) in bad]
+        self.writer.submit(files)
+        self.writer.wait()
+        log(f"note: {', '.join(bad)} did not match {which_epoch}_train_state.pth (global step {step}; a save "
+            "was interrupted): rewritten from the training state")
+        return bad
 
     def wait_for_saves(self):
         """Block until every file handed to the background writer is on disk (raises a failed write)."""
@@ -442,6 +474,7 @@ class SuperStyleNetTrainer:
         self._load_ema_and_evaluation(state, path)
         self._restore_rng(state, path)
         self.global_step = int(state["global_step"])
+        self.resumed_batch_size = state.get("batch_size")
         self.set_epoch_lr(int(state["epoch"]))
         return int(state["epoch"]), int(state["epoch_iter"])
 

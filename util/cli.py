@@ -30,7 +30,11 @@ def run_cli(main, argv=None, cleanup=None):
     Errors caused by the user's input or options (:data:`util.errors.USER_ERRORS`)
     are printed as one ``error: ...`` line and give status 2; other exceptions
     propagate with their traceback. ``cleanup`` (optional) always runs afterwards.
+    Torch's threads are capped first (:func:`util.threads.cap_threads`).
     """
+    from util.threads import cap_threads
+
+    cap_threads()
     try:
         main(argv)
     except USER_ERRORS as e:
