@@ -27,12 +27,13 @@ the training state); an evaluator (``trainers/evaluator.py``) attached as
 Run settings (see docs/training.md, "GPU training"), applied in this order
 when the trainer is built: batch norm chosen for the run
 (:func:`models.networks.sync_batchnorm.select_batchnorm`: torch's BatchNorm
-in one process, torch's SyncBatchNorm for several CUDA processes, the
-project's gloo-capable layer for several CPU processes); ``--channels_last``;
-the EMA generator's copy of G; ``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
-parameter names and checkpoints do not change); DistributedDataParallel
+in one process, the project's layer, one all-reduce per layer, across
+processes on CUDA and CPU); ``--channels_last``;
+the EMA generator's copy of G; DistributedDataParallel
 around G and D separately, without ``find_unused_parameters``, buffers
-broadcast only where needed and ``--ddp_comm_hook`` (:mod:`trainers.parallel`). On CUDA,
+broadcast only where needed and ``--ddp_comm_hook`` (:mod:`trainers.parallel`);
+``--compile`` after it (``nn.Module.compile`` of G, D and the VGG loss, in place, so
+parameter names and checkpoints do not change). On CUDA,
 TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
 fused kernel. ``--amp`` autocasts to :func:`amp_dtype`; only float16 uses a
 GradScaler. No step reads a value back from the device: the losses are kept
