@@ -50,6 +50,19 @@ def default_workers(processes, on_gpu, cores=None):
     return max(1, min(MAX_DEFAULT_WORKERS, cores // max(1, int(processes)) - 1))
 
 
+def loader_workers(opt, world_size=1):
+    """Worker processes for a loader of ``opt``: ``--nThreads``, or :func:`default_workers` for -1.
+
+    ``world_size``: the training processes; those on this machine are
+    torchrun's ``LOCAL_WORLD_SIZE`` where set, otherwise one per listed GPU.
+    """
+    workers = int(opt.nThreads)
+    if workers >= 0:
+        return workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 0) or 0) or min(world_size, max(1, len(opt.gpu_ids)))
+    return default_workers(local, bool(opt.gpu_ids))
+
+
 def create_dataset(opt):
     """Instantiate the dataset class registered for ``opt.dataset_mode``."""
     if opt.dataset_mode not in DATASETS:
@@ -149,10 +162,7 @@ def create_dataloader(opt, rank=0, world_size=1, skip_record=None):
         raise OptionError(f"--batchSize {opt.batchSize} must be divisible by the number of processes {world_size}")
     if opt.isTrain and len(dataset) < opt.batchSize:
         raise OptionError(f"--batchSize {opt.batchSize} is larger than the dataset ({len(dataset)} samples)")
-    workers = int(opt.nThreads)
-    if workers < 0:  # one training process per listed GPU, or as many as torchrun started on this machine
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 0) or 0) or min(world_size, max(1, len(opt.gpu_ids)))
-        workers = default_workers(local, bool(opt.gpu_ids))
+    workers = loader_workers(opt, world_size)
     more = {"persistent_workers": True, "prefetch_factor": PREFETCH_BATCHES} if workers > 0 else {}
     sampler = ResumableSampler(len(dataset), shuffle=opt.isTrain and not opt.serial_batches, seed=opt.seed,
                                rank=rank, world_size=world_size, global_batch=opt.batchSize,

@@ -178,12 +178,12 @@ class TrainingEvaluator:
     @torch.no_grad()
     def _score_local(self, netG, inputs, device, need_real_acts):
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
-        from data.loader import collate
+        from data.loader import collate, loader_workers
         from util.images import tensor2im
 
         mine = self.my_batches()
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine],
-                                             collate_fn=collate, num_workers=int(self.opt.nThreads))
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine], collate_fn=collate,
+                                             num_workers=loader_workers(self.opt, self.world_size))
         own = next(netG.parameters()).device
         was_training = netG.training
         netG.to(device).eval()
