@@ -24,7 +24,7 @@ from data.preflight import check_headers
 from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from options.train_options import TrainOptions
 from trainers.evaluator import build_evaluator
-from trainers.file_checks import check_disk_space, check_training_files
+from trainers.file_checks import check_disk_space, check_training_files, on_rank0_for_all
 from trainers.parallel import seed_rank_noise
 from trainers.rank_agreement import load_on_every_rank
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
@@ -79,10 +79,11 @@ def main(argv=None, model=None):
     rank, world_size, local_rank = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
     cap_threads()  # torch's threads for this machine's cores / local processes (kept: OMP_NUM_THREADS)
     main_process = rank == 0
-    if main_process:  # one run per checkpoint folder; what a killed save left is removed under the lock
-        folder = os.path.join(opt.checkpoints_dir, opt.name)
-        run_lock.acquire(folder, take_over=opt.take_over_lock)
-        remove_interrupted_saves(folder)
+    folder = os.path.join(opt.checkpoints_dir, opt.name)
+    # one run per checkpoint folder (rank 0 holds the lock; its error stops every rank); what a killed save
+    # left is removed under the lock
+    on_rank0_for_all(main_process, lambda: run_lock.acquire(folder, take_over=opt.take_over_lock),
+                     lambda: remove_interrupted_saves(folder))
     if main_process:
         options.print_options(opt)
         if slurm:
@@ -99,7 +100,9 @@ def main(argv=None, model=None):
     if main_process:
         print(f"dataset [{type(dataset.dataset).__name__}] of size {len(dataset)}: {steps_per_epoch} steps per "
               f"epoch on {world_size} process(es), device {opt.device}")
-        check_disk_space(opt, steps_per_epoch, snapshot_due, model)  # latest + every snapshot must fit
+
+    # the checkpoints of the whole run (latest and every snapshot) must fit on the disk
+    on_rank0_for_all(main_process, lambda: check_disk_space(opt, steps_per_epoch, snapshot_due, model))
 
     ddp_ids = False
     if world_size > 1:

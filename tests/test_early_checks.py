@@ -125,3 +125,35 @@ def test_name_must_be_one_folder_below_the_checkpoints_dir(tmp_path, data, capsy
     assert run_cli(train.main, argv) == 2
     assert _error(capsys).startswith(f"error: --name {name!r}: must be a non-empty folder name")
     assert not (tmp_path / "ck").exists()
+
+
+def _rank0_check_worker(rank, port, out):
+    import torch.distributed as dist
+
+    from trainers.file_checks import on_rank0_for_all
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+    def refuse():
+        raise OutputError("ck/run/run.lock: another training run is using this checkpoint folder")
+
+    try:
+        on_rank0_for_all(rank == 0, refuse)
+        result = "passed"
+    except OutputError as e:
+        result = str(e)
+    on_rank0_for_all(rank == 0, lambda: None)  # nothing to share: every rank goes on
+    dist.destroy_process_group()
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(result)
+
+
+def test_a_check_made_on_rank_0_stops_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    from util.distributed import free_port
+
+    mp.start_processes(_rank0_check_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    assert (tmp_path / "rank0.txt").read_text() == "ck/run/run.lock: another training run is using this checkpoint folder"
+    assert (tmp_path / "rank1.txt").read_text() == \
+        "rank 0: ck/run/run.lock: another training run is using this checkpoint folder"

@@ -16,6 +16,11 @@ def check_training_files(opt, vgg=True):
     """Raise the loaders' error (naming the file or flag) for the first missing file an option of ``opt`` names.
 
     ``vgg=False`` skips the VGG19 file (a prebuilt model brings its own).
+    In a process of a multi-process run the ``--init_from`` and
+    ``--continue_train`` files are left to
+    :func:`trainers.rank_agreement.load_on_every_rank`, which stops every
+    rank or none (``train.py``'s launcher checks them before it starts the
+    processes).
     """
     from models import checkpoints as ckpt
 
@@ -34,6 +39,8 @@ def check_training_files(opt, vgg=True):
             resolve_inception_path(opt.inception_path)
         except CheckpointError as e:
             raise OptionError(f"--eval_metric fid: FID cannot be computed: {e}") from e
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return  # several processes: their checkpoint files are checked together (trainers.rank_agreement)
     if opt.init_from:
         path = ckpt.network_path(opt.init_from, opt.which_epoch, "G")
         if not os.path.isfile(path):
@@ -78,3 +85,28 @@ def check_disk_space(opt, steps_per_epoch, snapshot_due, model=None, log=print):
         return files
     check_free_space(folder, files, "--ignore_disk_space", log=log)
     return files
+
+
+def on_rank0_for_all(main_process, *checks):
+    """Run ``checks`` (callables) on rank 0; a user error there is raised on every rank.
+
+    A check that only rank 0 makes (the run lock, the disk space) must not
+    leave the other ranks waiting in a collective: rank 0's error (or None)
+    is gathered, and every rank raises it as the same type.
+    """
+    from util import distributed as dist_util
+    from util.errors import USER_ERRORS
+
+    error = None
+    if main_process:
+        try:
+            for check in checks:
+                check()
+        except USER_ERRORS as e:
+            error = e
+    gathered = dist_util.all_gather_objects(None if error is None else (type(error).__name__, str(error)))
+    if error is not None:
+        raise error
+    if gathered[0] is not None:
+        kind = {cls.__name__: cls for cls in USER_ERRORS}[gathered[0][0]]
+        raise kind(f"rank 0: {gathered[0][1]}")
