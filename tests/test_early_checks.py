@@ -34,7 +34,7 @@ def _error(capsys):
     (["--vgg_path", "{tmp}/missing_vgg.pth"], "VGG19 weights not found at {tmp}/missing_vgg.pth"),
     (["--no_vgg_loss", "--eval_dir", "{tmp}/nowhere"], "--eval_dir {tmp}/nowhere: folder"),
     (["--no_vgg_loss", "--init_from", "{tmp}/other"], "--init_from {tmp}/other: {tmp}/other/latest_net_G.pth"),
-    (["--no_vgg_loss", "--continue_train"], "latest_train_state.pth: not found; --continue_train"),
+    (["--no_vgg_loss", "--continue_train"], "latest_train_state.pth: training state not found; --continue_train"),
 ])
 def test_named_files_are_checked_before_any_network_is_built(tmp_path, data, capsys, monkeypatch, extra, expected):
     import models

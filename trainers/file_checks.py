@@ -50,12 +50,15 @@ def check_training_files(opt, vgg=True):
         which = str(opt.which_epoch)
         state = ckpt.train_state_path(folder, which)
         nets = [ckpt.network_path(folder, which, n) for n in ("G", "D")]
-        if not os.path.isfile(state) and not (which.isdigit() and all(os.path.isfile(p) for p in nets)):
-            needs = (f"{which}_net_G.pth and {which}_net_D.pth (or {which}_train_state.pth)" if which.isdigit()
-                     else os.path.basename(state))
-            raise CheckpointError(f"{state}: not found; --continue_train --which_epoch {which} needs {needs} "
-                                  f"in {folder}")
-
+        if os.path.isfile(state):
+            return
+        if not which.isdigit():
+            raise CheckpointError(f"{state}: training state not found; --continue_train --which_epoch {which} "
+                                  f"needs it in {folder}")
+        for path in nets:  # an epoch snapshot, as SuperStyleNetTrainer.resume reads it
+            if not os.path.isfile(path):
+                raise CheckpointError(f"{path}: not found; --continue_train --which_epoch {which} needs "
+                                      f"{which}_net_G.pth and {which}_net_D.pth (or {which}_train_state.pth)")
 
 def planned_snapshot_epochs(opt, steps_per_epoch, snapshot_due):
     """The epochs whose snapshot this run may write (``snapshot_due(opt, epoch)``), up to ``--max_steps``."""
