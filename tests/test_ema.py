@@ -6,7 +6,7 @@ import torch
 
 from models.networks import SuperStyleNetGenerator
 from options import build_options
-from trainers.ema import GeneratorEMA, recompute_batchnorm
+from trainers.ema import EMAData, GeneratorEMA, recompute_batchnorm
 from util.errors import CheckpointError, OptionError
 
 
@@ -114,11 +114,7 @@ def test_batchnorm_recomputation_equals_the_mean_of_train_mode_batch_statistics(
     assert any(float(m.running_mean.abs().max()) > 1e-3 for m in layers)
 
 
-def test_prepare_recomputes_on_attached_data_without_touching_the_global_rng():
-    netG = tiny_generator()
-    ema = GeneratorEMA(netG, 0.5, bn_batches=2, seed=3)
-    perturb(netG, 1)
-    ema.step(netG)
+def test_prepare_recomputes_on_its_data_without_touching_the_global_rng():
     items = [{"label": random_inputs(10 + i, b=1)[0].argmax(1), "codes": random_inputs(10 + i, b=1)[1][0],
               "path": f"x{i}"} for i in range(4)]
 
@@ -129,7 +125,10 @@ def test_prepare_recomputes_on_attached_data_without_touching_the_global_rng():
 
     for it in items:
         it["label"] = it["label"][0][None]  # (1, H, W) like the dataset's items
-    ema.attach_data(items, 2, inputs)
+    netG = tiny_generator()
+    ema = GeneratorEMA(netG, 0.5, bn_batches=2, seed=3, data=EMAData(items, 2, inputs))
+    perturb(netG, 1)
+    ema.step(netG)
     state = torch.get_rng_state()
     first = {k: v.clone() for k, v in ema.prepare(netG).state_dict().items()}
     assert torch.equal(torch.get_rng_state(), state)

@@ -44,6 +44,7 @@ random stream, and two calls on the same weights give the same statistics.
 update copies G's parameters to the host, so combine it with ``--ema_every``).
 """
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -143,6 +144,22 @@ def recompute_batchnorm(module, batches, forward):
     return count
 
 
+@dataclass(frozen=True)
+class EMAData:
+    """The training data of :meth:`GeneratorEMA.prepare`'s BatchNorm recomputation.
+
+    ``dataset``: the training dataset (items as ``data.custom_dataset``);
+    ``batch_size``: samples per pass (the per-process training batch);
+    ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the device
+    to run on (the trainer passes the model's own preprocessing);
+    ``num_workers``: loader processes.
+    """
+    dataset: object
+    batch_size: int
+    inputs: object
+    num_workers: int = 0
+
+
 class GeneratorEMA:
     """The averaged generator: a frozen copy of ``netG`` in eval mode, updated by :meth:`step`.
 
@@ -153,9 +170,11 @@ class GeneratorEMA:
         device: where the average lives (default: the device of ``netG``).
         bn_batches: ``--ema_bn_batches`` (see :meth:`prepare`).
         seed: seed of the noise drawn while recomputing BatchNorm statistics.
+        data: training data for :meth:`prepare`'s BatchNorm recomputation, or
+            None (G's statistics are copied): an :class:`EMAData`.
     """
 
-    def __init__(self, netG, decay, every=1, device=None, bn_batches=20, seed=0):
+    def __init__(self, netG, decay, every=1, device=None, bn_batches=20, seed=0, data=None):
         if not 0.0 < decay < 1.0:
             raise OptionError(f"--ema_decay {decay}: the EMA generator needs a decay in (0, 1)")
         device = device if device is not None else next(netG.parameters()).device
@@ -167,17 +186,17 @@ class GeneratorEMA:
         self.num_steps = 0      # generator steps seen
         self.num_updates = 0    # averaging updates done
         self._prepared_at = None
-        self._data = self._inputs = None
+        self.data = data
 
     @classmethod
-    def from_options(cls, opt, netG):
-        """The EMA of ``opt`` (``--ema_decay`` etc.), or None when ``--ema_decay`` is 0."""
+    def from_options(cls, opt, netG, data=None):
+        """The EMA of ``opt`` (``--ema_decay`` etc.) on :class:`EMAData` ``data``; None with ``--ema_decay 0``."""
         validate_options(opt)
         if opt.ema_decay <= 0.0:
             return None
         device = torch.device("cpu") if opt.ema_cpu else None
         return cls(netG, opt.ema_decay, every=opt.ema_every, device=device, bn_batches=opt.ema_bn_batches,
-                   seed=opt.seed)
+                   seed=opt.seed, data=data)
 
     # ----------------------------------------------------------------- averaging
     def current_decay(self):
@@ -214,29 +233,17 @@ class GeneratorEMA:
         self._prepared_at = None
 
     # ----------------------------------------------------------------- buffers
-    def attach_data(self, dataset, batch_size, inputs, num_workers=0):
-        """Training data for :meth:`prepare`'s BatchNorm recomputation.
-
-        ``dataset``: the training dataset (items as ``data.custom_dataset``);
-        ``batch_size``: samples per pass (the per-process training batch);
-        ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the
-        device to run on (the trainer passes the model's own preprocessing).
-        """
-        self._data = (dataset, max(1, int(batch_size)), int(num_workers))
-        self._inputs = inputs
-        self._prepared_at = None
-
     def bn_batches_iter(self):
         """The fixed batches of the recomputation: a seeded permutation of the dataset, in batches."""
         from data.loader import collate
 
-        if self._data is None or self.bn_batches <= 0:
+        if self.data is None or self.bn_batches <= 0:
             return []
-        dataset, batch_size, workers = self._data[:3]
-        order = np.random.default_rng([self.seed & 0xFFFFFFFF, 4099]).permutation(len(dataset))
+        batch_size = max(1, int(self.data.batch_size))
+        order = np.random.default_rng([self.seed & 0xFFFFFFFF, 4099]).permutation(len(self.data.dataset))
         order = order[: self.bn_batches * batch_size].tolist()
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collate,
-                                           num_workers=workers)
+        return torch.utils.data.DataLoader(self.data.dataset, batch_size=batch_size, sampler=order,
+                                           collate_fn=collate, num_workers=int(self.data.num_workers))
 
     def prepare(self, netG, device=None):
         """Make the average usable: G's buffers, then BatchNorm statistics recomputed (see module doc).
@@ -259,7 +266,7 @@ class GeneratorEMA:
             devices = [run_on] if run_on.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
-                recompute_batchnorm(module, batches, lambda m, batch: m(*self._inputs(batch)))
+                recompute_batchnorm(module, batches, lambda m, batch: m(*self.data.inputs(batch)))
             self.module = module.to(own)
         self.module.eval()
         self._prepared_at = self.num_steps
@@ -288,6 +295,20 @@ class GeneratorEMA:
             print(f"note: {path}: the EMA was averaged with decay {state.get('decay')} every "
                   f"{state.get('every')} step(s); it continues with decay {self.decay} every {self.every}")
         self._prepared_at = self.num_steps if prepared else None
+
+    def load_network(self, weights, generator_steps, path):
+        """Continue from a plain ``*_net_G_ema.pth`` (``weights``) after ``generator_steps`` G steps.
+
+        The counters follow from the steps (an epoch snapshot holds no
+        counters); the statistics are recomputed before the next use.
+        """
+        self.load_state_dict({"version": EMA_STATE_VERSION, "module": weights, "num_steps": int(generator_steps),
+                              "num_updates": int(generator_steps) // self.every, "decay": self.decay,
+                              "every": self.every, "prepared": False}, path)
+
+    def held_state(self):
+        """The averaged weights (where they are) and the counters: what must agree on every rank."""
+        return {"module": self.module.state_dict(), "num_steps": self.num_steps, "num_updates": self.num_updates}
 
     def network_state_dict(self, netG, device=None):
         """CPU state_dict of the prepared average, as written to ``*_net_G_ema.pth``."""

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -109,6 +110,14 @@ def is_better(metric, new, old):
     return new > old if METRICS[metric] else new < old
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """One evaluation: ``values`` (metric name -> float), image ``count``, ``improved`` kinds (raw, ema)."""
+    values: dict
+    count: int
+    improved: list
+
+
 class TrainingEvaluator:
     """Scores the generator (and its EMA) on ``--eval_dir``; keeps the best checkpoints.
 
@@ -163,13 +172,7 @@ class TrainingEvaluator:
             if self.rank == 0:
                 log(f"[eval] FID is skipped during training: {self.fid_skipped}")
 
-    # ------------------------------------------------------------------ schedule
-    def due(self, step, last=False):
-        """True when global ``step`` is an evaluation step (every ``eval_freq``, and the ``last`` one)."""
-        if step == self.last_step:
-            return False
-        return step % self.opt.eval_freq == 0 or bool(last)
-
+    # ------------------------------------------------------------------ sharding
     def my_batches(self):
         """``(k, indices)`` of the held-out batches of this rank: batch ``k`` goes to rank ``k mod world``."""
         return [(k, idx) for k, idx in enumerate(self.batches) if k % self.world_size == self.rank]
@@ -237,21 +240,21 @@ class TrainingEvaluator:
         return out
 
     # ------------------------------------------------------------------ one evaluation
-    def run(self, trainer, epoch, epoch_iter, visualizer=None):
-        """Evaluate the raw (and EMA) generator of ``trainer`` now; log, keep the best (rank 0 writes).
+    def run(self, step, epoch, generators, inputs):
+        """Score ``generators`` at global ``step`` of ``epoch``; keep the best (rank 0 writes). Call on every rank.
 
-        Call on every rank. Returns the values (``ssim``, ``psnr``, ``rmse``,
-        ``fid``, and ``ema_*`` with the EMA generator).
+        ``generators``: ``{"raw": module, "ema": module or None}`` (the EMA
+        generator already prepared); ``inputs(batch) -> (segmap, codes)`` on
+        the training device. Returns an :class:`EvalResult`: ``values``
+        (``ssim``, ``psnr``, ``rmse``, ``fid``, and ``ema_*``), the image
+        ``count`` and the kinds whose best record ``improved``.
         """
-        step = trainer.global_step
-        device = self.opt.device
-        values = {}
-        raw = self.score(trainer.model.netG, trainer.generator_inputs, device)
-        values.update({k: v for k, v in raw.items() if k != "count"})
-        ema_module = trainer.ema_generator()
-        if ema_module is not None:
-            ema = self.score(ema_module, trainer.generator_inputs, device)
-            values.update({f"ema_{k}": v for k, v in ema.items() if k != "count"})
+        values, count = {}, 0
+        for kind, prefix in (("raw", ""), ("ema", "ema_")):
+            if generators.get(kind) is not None:
+                scores = self.score(generators[kind], inputs, self.opt.device)
+                count = count or scores["count"]
+                values.update({prefix + k: v for k, v in scores.items() if k != "count"})
         improved = []
         for kind, prefix in (("raw", ""), ("ema", "ema_")):
             value = values.get(prefix + self.metric)
@@ -261,23 +264,17 @@ class TrainingEvaluator:
         self.last_step, self.last_values = step, dict(values)
         self.history.append((int(step), dict(values)))
         if self.rank == 0:
-            self._write_best(trainer, improved)
-            if visualizer is not None:
-                visualizer.print_eval(epoch, epoch_iter, step, values, raw["count"],
-                                      [f"{k} {self.metric}" for k in improved])
-                visualizer.plot_eval(values, step)
-        return values
+            self._write_best(generators, improved)
+        return EvalResult(values, count, improved)
 
-    def _write_best(self, trainer, improved):
+    def _write_best(self, generators, improved):
         if not improved:
             return
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
-        if "raw" in improved:
-            ckpt.save_network(trainer.model.netG, ckpt.network_path(folder, "best", "G"))
-        if "ema" in improved:
-            ckpt.torch_save_atomic(trainer.ema.network_state_dict(trainer.model.netG, self.opt.device),
-                                   ckpt.network_path(folder, "best", ckpt.EMA_NET))
+        for kind in improved:
+            net = "G" if kind == "raw" else ckpt.EMA_NET
+            ckpt.save_network(generators[kind], ckpt.network_path(folder, "best", net))
         record = {"metric": self.metric, "higher_is_better": METRICS[self.metric],
                   "eval_dir": os.path.abspath(self.opt.eval_dir), **self.best}
         write_text_atomic(os.path.join(folder, BEST_FILE), json.dumps(record, indent=2) + "\n")

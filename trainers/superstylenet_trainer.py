@@ -51,8 +51,11 @@ import torch
 
 from models import checkpoints as ckpt
 from models import create_model
-from trainers.ema import GeneratorEMA
+from models.networks.sync_batchnorm import select_batchnorm
+from trainers.ema import EMAData, GeneratorEMA
+from trainers.parallel import seed_rank_noise
 from util import distributed as dist_util
+from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
 
 
@@ -113,9 +116,7 @@ class SuperStyleNetTrainer:
             (``[local_rank]`` on CUDA, ``None`` on CPU); ``False`` for no DDP.
     """
 
-    def __init__(self, opt, model=None, ddp_device_ids=False):
-        from models.networks.sync_batchnorm import select_batchnorm
-
+    def __init__(self, opt, model=None, ddp_device_ids=False, ema_data=None, evaluator=None):
         self.opt = opt
         if model is None:
             model = create_model(opt)
@@ -129,7 +130,8 @@ class SuperStyleNetTrainer:
             self.model.set_memory_format(torch.channels_last)
         self.model.train()
         # the averaged generator copies netG as it is now: batch norm chosen, memory format set, not compiled
-        self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
+        data = None if ema_data is None else EMAData(*ema_data, self.generator_inputs, int(opt.nThreads))
+        self.ema = GeneratorEMA.from_options(opt, self.model.netG, data=data)  # None with --ema_decay 0
         if opt.compile:
             self.compile_networks()
         if distributed:
@@ -143,7 +145,7 @@ class SuperStyleNetTrainer:
         self.g_losses, self.d_losses = {}, {}
         self.generated = None
         self.set_epoch_lr(1)
-        self.evaluator = None  # set by train.py with --eval_dir
+        self.evaluator = evaluator  # its record is part of the training state
         self.writer = ckpt.CheckpointWriter(background=True)
         self.loaded_files = []  # the files the latest resume / init_from read
         self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
@@ -218,10 +220,6 @@ class SuperStyleNetTrainer:
         self.current_lr = lr
         return lr
 
-    def weighted_loss(self, losses):
-        """``Σ model.loss_weights[k] · losses[k]``, via the model's single weighting function."""
-        return self.model.weighted_sum(losses)
-
     def _autocast(self):
         if self.amp_dtype is not None:
             return torch.autocast(device_type=self.opt.device.type, dtype=self.amp_dtype)
@@ -232,7 +230,7 @@ class SuperStyleNetTrainer:
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
             losses, generated = self.model(data, "generator")
-            total = self.weighted_loss(losses)
+            total = self.model.weighted_sum(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_G)
         self.scaler.update()
@@ -247,7 +245,7 @@ class SuperStyleNetTrainer:
         self.optimizer_D.zero_grad(set_to_none=True)
         with self._autocast():
             losses = self.model(data, "discriminator")
-            total = self.weighted_loss(losses)
+            total = self.model.weighted_sum(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_D)
         self.scaler.update()
@@ -270,11 +268,6 @@ class SuperStyleNetTrainer:
         return dict(zip(losses, values))
 
     # ------------------------------------------------------------ EMA generator
-    def attach_ema_data(self, dataset, batch_size):
-        """Give the EMA generator the training data (``batch_size`` per pass) for its BatchNorm statistics."""
-        if self.ema is not None:
-            self.ema.attach_data(dataset, batch_size, self.generator_inputs, num_workers=int(self.opt.nThreads))
-
     def generator_inputs(self, data):
         """``(segmap, codes)`` of batch ``data`` on the training device (the model's preprocessing)."""
         segmap, _, codes = self.model.preprocess_input(data)
@@ -410,8 +403,7 @@ class SuperStyleNetTrainer:
                  "scaler": self.scaler.state_dict(), "global_step": int(self.global_step),
                  "lr": float(self.current_lr), "position": position}
         if self.ema is not None:
-            state["ema"] = {"module": self.ema.module.state_dict(), "num_steps": self.ema.num_steps,
-                            "num_updates": self.ema.num_updates}
+            state["ema"] = self.ema.held_state()
         where = f"global step {self.global_step}"
         if position is not None:
             where = f"epoch {position[0]}, iteration {position[1]}, " + where
@@ -419,16 +411,12 @@ class SuperStyleNetTrainer:
 
     def _resume_ema_from_snapshot(self, path):
         """Continue the average from the snapshot's ``*_net_G_ema.pth``, or restart it from netG."""
-        from trainers.ema import EMA_STATE_VERSION
-
         if not os.path.isfile(path):
             print(f"note: {path} not found; the EMA generator restarts from the loaded weights")
             self.ema.reset_to(self.model.netG)
             return
         g_steps = -(-self.global_step // self.opt.D_steps_per_G)  # generator steps done so far
-        self.ema.load_state_dict({"version": EMA_STATE_VERSION, "module": ckpt.load_torch_file(path, "EMA generator"),
-                                  "num_steps": g_steps, "num_updates": g_steps // self.ema.every,
-                                  "decay": self.ema.decay, "every": self.ema.every, "prepared": False}, path)
+        self.ema.load_network(load_torch_file(path, "EMA generator"), g_steps, path)
 
     def load_train_state(self, which_epoch):
         """Restore everything from ``{which_epoch}_train_state.pth``; returns ``(epoch, epoch_iter)``.
@@ -455,8 +443,6 @@ class SuperStyleNetTrainer:
 
     def _restore_rng(self, state, path):
         """This rank's own RNG state from the training state (each rank saved its own)."""
-        from trainers.parallel import seed_rank_noise
-
         rank, world = dist_util.get_rank(), dist_util.get_world_size()
         rng, own = ckpt.rng_state_for_rank(state, rank, world)
         if rng is not None:
