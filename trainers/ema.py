@@ -1,47 +1,17 @@
-"""Exponential moving average (EMA) of the generator's weights.
+"""Exponential moving average (EMA) of the generator's weights (docs/training.md, "EMA generator").
 
-Update rule
------------
-Every ``--ema_every`` generator steps (default 1), each parameter of the
-average moves towards the generator's current value::
+Every ``--ema_every`` generator steps, each parameter moves towards G's::
 
     ema <- d * ema + (1 - d) * p,    d = min(ema_decay ** ema_every, (1 + n) / (10 + n))
 
-where ``n`` is the number of updates done before this one. The second term is
-a warm-up (the rule of TensorFlow's ``ExponentialMovingAverage`` with
-``num_updates``): without it the average would keep ``ema_decay ** t`` of the
-random initial weights after ``t`` steps (37 % after 10,000 steps at 0.9999).
-Raising the decay to the power ``ema_every`` keeps the averaging horizon in
-steps the same when only every k-th step is averaged. The update is one fused
-``torch._foreach_lerp_`` over all parameters (``lerp(ema, p, 1 - d)`` equals
-the formula above up to rounding; tested against the literal formula).
-
-Buffers and BatchNorm
----------------------
-The generator's buffers are BatchNorm running statistics (ACE's
-parameter-free BatchNorm) and spectral norm's power-iteration vectors
-``weight_u`` / ``weight_v``. Averaging them would be wrong: the running
-statistics of the averaged weights are not the average of the running
-statistics. So the buffers are not touched by :meth:`GeneratorEMA.step`;
-:meth:`GeneratorEMA.prepare`, called before the average is evaluated or saved,
-
-1. copies the generator's buffers into the average (the fallback rule when
-   no data are attached or ``--ema_bn_batches 0``), then
-2. recomputes every BatchNorm's running mean and variance with the averaged
-   weights on ``--ema_bn_batches`` training batches (default 20): the
-   running statistics become the plain average of the per-batch mean and
-   unbiased variance, as torch's BatchNorm does with ``momentum=None``; during
-   these passes spectral norm runs one power iteration per batch, so
-   ``weight_u`` / ``weight_v`` follow the averaged weights too.
-
-The recomputation needs no communication (each BatchNorm normalises with the
-statistics of the local batch through a forward hook, its own synchronised
-training path is never entered), so one process can do it alone, and it runs
-under a forked RNG with a fixed seed: it never changes the training run's
-random stream, and two calls on the same weights give the same statistics.
-
-``--ema_cpu`` keeps the average in host memory (no GPU memory at all; each
-update copies G's parameters to the host, so combine it with ``--ema_every``).
+with ``n`` the updates done so far. Buffers are never averaged:
+:meth:`GeneratorEMA.prepare` copies G's buffers and recomputes the BatchNorm
+statistics on ``--ema_bn_batches`` training batches (:class:`EMAData`) under
+a forked RNG, so it never changes the training run's random stream.
+``--ema_cpu`` keeps the average in host memory. The EMA owns its state format
+(:meth:`GeneratorEMA.state_dict`, :meth:`GeneratorEMA.load_state_dict`,
+:meth:`GeneratorEMA.load_network`); a mismatch raises
+:class:`util.errors.CheckpointError`.
 """
 import copy
 from dataclasses import dataclass

@@ -1,41 +1,17 @@
-"""Evaluation during training on a held-out set, and the best checkpoint.
+"""Evaluation during training on a held-out set, and the best checkpoints (docs/training.md).
 
-With ``--eval_dir D`` (``D/labels``, ``D/images``, ``D/codes``: the layout of
-``datasets/prepare_*.py`` and of the demo), every ``--eval_freq`` global steps
-and after the last step, the generator synthesises every image of ``D`` from
-its label map and codes (eval mode, test-time preprocessing as ``test.py``:
-``load_size = crop_size``, centred crop, no flip) and is scored against the
-preprocessed photos with ``evaluate.py``'s conventions (``evaluation/metrics.py``):
-
-* SSIM (RGB; ``--eval_ssim_variant``, by default the release's Gaussian
-  window, as ``evaluate.py``), PSNR (dB, per image, then averaged; identical
-  pairs left out) and RMSE on the [0, 1] scale, computed on the uint8 images
-  that ``test.py`` would write;
-* FID (pytorch-fid's Inception, pool3) between the synthesised and the real
-  images of ``D``, when the Inception weights are found (``--inception_path``
-  or torch's hub cache) and ``D`` holds at least 2 images. Otherwise it is
-  skipped, and that is said once, when training starts.
-
-The averaged generator (``--ema_decay``) is scored the same way, after its
-BatchNorm statistics are recomputed (``trainers/ema.py``); its values carry an
-``ema_`` prefix. The values go to the console, ``loss_log.txt`` and
-tensorboardX (``eval/<name>``). ``--eval_metric`` (ssim, psnr, rmse or fid)
-picks the best checkpoint: ``best_net_G.pth`` is the raw generator at the
-evaluation where it scored best, ``best_net_G_ema.pth`` the averaged
-generator at the evaluation where *it* scored best (the two may come from
-different steps); ``best.json`` records both. The record is part of the
-training state, so a resumed run keeps it.
-
-Noise: each batch of the held-out set gets its own seed (``--seed`` and the
-batch's index), drawn under a forked RNG: evaluation never changes the
-training run's random stream, and two evaluations of the same weights agree.
-
-Distributed runs: the held-out set is split into batches that the ranks take
-in turn (batch ``k`` on rank ``k mod world_size``); every rank scores its own
-share, the per-image values and Inception activations are gathered once, and
-every rank derives the same summary. So one evaluation costs each rank
-``1 / world_size`` of the work, and no rank waits for another beyond that.
-Only rank 0 logs and writes files.
+With ``--eval_dir D`` (``D/labels``, ``D/images``, ``D/codes``), the schedule
+asks for an evaluation every ``--eval_freq`` global steps and after the last
+step; :meth:`TrainingEvaluator.run` takes the generators (raw, prepared EMA)
+and their input function, and returns an :class:`EvalResult`: SSIM
+(``--eval_ssim_variant``), PSNR (dB), RMSE on [0, 1] and FID when the
+Inception weights are found (``ema_`` prefix for the EMA), with
+``evaluate.py``'s conventions (``evaluation/metrics.py``). ``--eval_metric``
+picks ``best_net_G.pth`` / ``best_net_G_ema.pth`` and ``best.json`` (rank 0
+writes). Call it on every rank: the held-out batches are dealt to the ranks
+(batch ``k`` on rank ``k mod world_size``) and the results gathered once.
+Each batch's noise is seeded from ``--seed`` and its index under a forked RNG.
+Its best-so-far record is :meth:`TrainingEvaluator.state_dict`.
 """
 import argparse
 import json

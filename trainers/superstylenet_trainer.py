@@ -1,48 +1,17 @@
-"""The training step, optimisers, learning-rate schedule and checkpoints.
+"""The training step, optimisers, learning-rate schedule and checkpoints (docs/training.md).
 
-One :meth:`SuperStyleNetTrainer.train_step` per batch follows the release:
-a generator update on every ``--D_steps_per_G``-th step (counted over the
-whole run), then one discriminator update. With the default 1 that is one G
-step and one D step per batch. The weighted losses are formed in one
-place, ``SuperStyleNetModel.weighted_sum``, from ``model.loss_weights``; the
-raw losses are what gets logged.
-
-Optimisers (docs/method.md §9): Adam; TTUR by default (G ``lr/2``, D ``2·lr``, betas
-``(0, 0.9)``); ``--no_TTUR`` uses ``lr`` for both with ``(beta1, beta2)``.
-Schedule: epochs are 1-based; epoch ``e`` trains at
-``lr · (1 - max(0, e - 1 - niter) / niter_decay)`` -- constant for ``niter``
-epochs, then a linear decay by ``lr/niter_decay`` after each further epoch,
-exactly when the release's per-epoch update happened.
-
-Fine-tuning (``--init_from``, :meth:`SuperStyleNetTrainer.init_from`) loads
-plain ``net_G`` / ``net_D`` files (this project's or the release's) into a
-fresh run; ``--continue_train`` (:meth:`SuperStyleNetTrainer.load_train_state`)
-resumes this run exactly from its training state.
-
-The averaged generator (``trainers/ema.py``, ``--ema_decay``) is updated after
-every G step and written with every checkpoint (``*_net_G_ema.pth`` and inside
-the training state); an evaluator (``trainers/evaluator.py``) attached as
-``trainer.evaluator`` has its best-so-far record saved in the training state.
-
-Run settings (see docs/training.md, "GPU training"), applied in this order
-when the trainer is built: batch norm chosen for the run
-(:func:`models.networks.sync_batchnorm.select_batchnorm`: torch's BatchNorm
-in one process, torch's SyncBatchNorm for several CUDA processes, the
-project's gloo-capable layer for several CPU processes); ``--channels_last``;
-the EMA generator's copy of G; ``--compile`` (``nn.Module.compile`` of G, D and the VGG loss, in place, so
-parameter names and checkpoints do not change); DistributedDataParallel
-around G and D separately, without ``find_unused_parameters``, buffers
-broadcast only where needed and ``--ddp_comm_hook`` (:mod:`trainers.parallel`). On CUDA,
-TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
-fused kernel. ``--amp`` autocasts to :func:`amp_dtype`; only float16 uses a
-GradScaler. No step reads a value back from the device: the losses are kept
-as tensors and read when they are printed (:meth:`latest_losses`).
-
-Several processes: :meth:`save` is called on every rank (it gathers each
-rank's RNG state), rank 0 copies the state to the host and a background
-thread writes the files (:class:`models.checkpoints.CheckpointWriter`);
-:meth:`wait_for_saves` before reading them. Loads are checked to agree on all
-ranks by :func:`trainers.rank_agreement.load_on_every_rank` (``train.py``).
+:class:`SuperStyleNetTrainer` owns the model (DDP-wrapped in a distributed
+run), Adam for G and D (TTUR by default, docs/method.md §9), the AMP scaler
+and the EMA generator. :meth:`~SuperStyleNetTrainer.train_step` runs a G
+update on every ``--D_steps_per_G``-th step, then a D update; the losses stay
+on the device until :meth:`~SuperStyleNetTrainer.latest_losses`.
+:meth:`~SuperStyleNetTrainer.save` is called on every rank (rank 0 writes in
+the background; :meth:`~SuperStyleNetTrainer.wait_for_saves`);
+:meth:`~SuperStyleNetTrainer.resume` (``--continue_train``) and
+:meth:`~SuperStyleNetTrainer.init_from` (``--init_from``) load files, raising
+:class:`util.errors.CheckpointError` naming the file. The order in which run
+settings are applied (batch norm, ``--channels_last``, EMA copy,
+``--compile``, DDP) is described in docs/training.md, "Trainer and checkpoints".
 """
 import contextlib
 import os
