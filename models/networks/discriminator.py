@@ -11,7 +11,7 @@ from torch.nn.utils import spectral_norm
 from models.networks.init import init_weights
 from models.networks.sync_batchnorm import SyncBatchNorm2d
 from util.errors import OptionError
-from util.flag_rules import at_least, set_rules
+from util.flag_rules import at_least, mark_architecture, set_rules
 
 NORM_D_TYPES = ("instance", "batch", "syncbatch", "none")
 
@@ -95,6 +95,7 @@ class MultiscaleDiscriminator(nn.Module):
         g.add_argument("--norm_D", type=str, default="spectralinstance",
                        help="discriminator normalisation: [spectral](instance|batch|syncbatch|none)")
         set_rules(g, ndf=at_least(1), num_D=at_least(1), n_layers_D=at_least(1))
+        mark_architecture(g, "ndf", "num_D", "n_layers_D", "norm_D")
         return parser
 
     def __init__(self, opt):

@@ -8,7 +8,7 @@ from models.networks.architecture import StyleResBlock
 from models.networks.ace import STYLE_DIM
 from models.networks.init import INIT_TYPES, init_weights
 from util.errors import InputError, OptionError
-from util.flag_rules import POSITIVE, at_least, set_rules
+from util.flag_rules import POSITIVE, at_least, mark_architecture, set_rules
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch)3x3$")
@@ -47,6 +47,7 @@ class SuperStyleNetGenerator(nn.Module):
         g.add_argument("--init_variance", type=float, default=0.02,
                        help="gain/std of the initialisation")
         set_rules(g, ngf=at_least(1), init_variance=POSITIVE)
+        mark_architecture(g, "ngf", "num_upsampling_layers", "norm_G", "init_type", "init_variance")
         return parser
 
     def __init__(self, opt):
