@@ -73,19 +73,23 @@ def load_size_default(crop_size, is_train):
 def _peek(parser, argv):
     """The flags of :data:`PEEKED_FLAGS` in ``argv``, with ``parser``'s current defaults (None where it lacks one).
 
-    A small parser of those flags alone (same names, types and choices) reads
-    them with ``parse_known_args``, so that the flags the full parser still
-    lacks, and its required ones, do not matter yet; its errors are reported
-    by ``parser``.
+    A pre-parser with the same flag names (so that abbreviations resolve as
+    in ``parser``), none of them required, reads ``argv`` with
+    ``parse_known_args``; only the peeked flags keep their types and choices.
+    The flags the full parser still lacks do not matter yet; errors are
+    reported by ``parser``.
     """
     pre = argparse.ArgumentParser(prog=parser.prog, add_help=False)
     pre.error = parser.error
     for action in parser._actions:
-        if action.dest in PEEKED_FLAGS:
-            if action.nargs == 0:  # a switch (store_true)
-                pre.add_argument(*action.option_strings, dest=action.dest, action="store_true")
-            else:
-                pre.add_argument(*action.option_strings, dest=action.dest, type=action.type, choices=action.choices)
+        if not action.option_strings:
+            continue
+        if action.nargs == 0:  # a switch (store_true)
+            pre.add_argument(*action.option_strings, dest=action.dest, action="store_true")
+        elif action.dest in PEEKED_FLAGS:
+            pre.add_argument(*action.option_strings, dest=action.dest, type=action.type, choices=action.choices)
+        else:
+            pre.add_argument(*action.option_strings, dest=action.dest, nargs=action.nargs)
     pre.set_defaults(**{dest: parser.get_default(dest) for dest in PEEKED_FLAGS})
     return pre.parse_known_args(argv)[0]
 

@@ -13,7 +13,7 @@ from util.errors import CheckpointError, OptionError
 def tiny_generator(seed=0):
     torch.manual_seed(seed)
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
-    return SuperStyleNetGenerator(opt).double()
+    return SuperStyleNetGenerator.from_options(opt).double()
 
 
 def random_inputs(seed, b=2, j=3, size=32):
@@ -158,6 +158,6 @@ def test_state_round_trip_and_mismatch():
     for (k, a), b in zip(other.module.state_dict().items(), ema.module.state_dict().values()):
         assert torch.equal(a, b), k
     torch.manual_seed(0)
-    wrong = GeneratorEMA(SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
+    wrong = GeneratorEMA(SuperStyleNetGenerator.from_options(build_options(gpu_ids="-1", is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
     with pytest.raises(CheckpointError, match="state.pth: EMA generator state does not match"):
         wrong.load_state_dict(state, "x/latest_train_state.pth")

@@ -29,7 +29,7 @@ def test_init_from_release_files_reproduces_the_release_generator(tmp_path):
     opt = build_options(True, label_nc=19, ngf=4, ndf=8, crop_size=64, no_vgg_loss=True, ema_decay=0.0,
                         gpu_ids="-1")
     torch.manual_seed(5)
-    netD = MultiscaleDiscriminator(opt)
+    netD = MultiscaleDiscriminator.from_options(opt)
     torch_save_atomic(netD.state_dict(), network_path(folder, "latest", "D"))
     torch.manual_seed(0)
     trainer = SuperStyleNetTrainer(opt)

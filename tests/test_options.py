@@ -307,3 +307,16 @@ def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tm
         assert shown in flat
     mix_help = " ".join(_help_of(_load_script("mix_styles.py").main, []).split())
     assert "SuperStyleNet style mixing" in mix_help and "testing" not in mix_help.split("options:")[0]
+
+
+def test_flags_read_before_the_parser_is_complete_resolve_like_the_full_parser():
+    from options.editor_options import EditorOptions
+
+    # an abbreviation of a flag read early (--crop_size decides --load_size's default)
+    assert TestOptions().parse(["--crop", "64", "--gpu_ids", "-1"]).load_size == 64
+    # a flag whose name starts another's (--data of the editor, --dataset_mode) is itself
+    opt = EditorOptions().parse(["--data", "somewhere", "--gpu_ids", "-1"])
+    assert opt.data == "somewhere" and opt.dataset_mode == "custom"
+    with pytest.raises(SystemExit):
+        with contextlib.redirect_stderr(io.StringIO()):
+            TestOptions().parse(["--dataset_mode", "nothing", "--gpu_ids", "-1"])
