@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from util.errors import CheckpointError
-from util.io import torch_save_atomic
-from util.torch_io import load_torch_file
+from util.torch_io import load_torch_file, torch_save_atomic
 
 TRAIN_STATE_VERSION = 1
 TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "epoch", "epoch_iter",
@@ -184,7 +183,7 @@ class CheckpointWriter:
     already private CPU copies (the training goes on changing its own), first
     waiting for the previous save to finish, so at most one save's copy is held
     in host memory while the training continues. Each file is written with
-    :func:`util.io.torch_save_atomic`. A failed write is raised as
+    :func:`util.torch_io.torch_save_atomic`. A failed write is raised as
     :class:`CheckpointError` (naming the file) by the next :meth:`submit` or
     :meth:`wait`; files written before it stay, the file that failed keeps its
     previous version. ``background=False`` writes in the calling thread.

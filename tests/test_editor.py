@@ -521,7 +521,7 @@ def test_listening_elsewhere_needs_an_explicit_flag(app):
 
 def test_release_checkpoint_layout_loads(app, tmp_path):
     """A generator saved in the release's layout (per-class fc_mu<j>, no opt.json) edits the same way."""
-    from util.io import torch_save_atomic
+    from util.torch_io import torch_save_atomic
 
     tiny, server = app
     state = {}

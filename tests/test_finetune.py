@@ -18,7 +18,7 @@ from tests._synthetic import build_synthetic_dataset
 from tests.test_release_checkpoint import fixture_state
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from util.errors import CheckpointError, OptionError
-from util.io import torch_save_atomic
+from util.torch_io import torch_save_atomic
 
 
 def test_init_from_release_files_reproduces_the_release_generator(tmp_path):

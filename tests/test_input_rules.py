@@ -25,7 +25,8 @@ from tests._synthetic import build_synthetic_dataset
 from data.image_io import LOSSY_LABEL_REASON, read_label
 from spse.job import extract_dataset, format_summary
 from util.errors import CheckpointError, InputError
-from util.io import save_image_atomic, save_npy_atomic, torch_save_atomic, write_text_atomic
+from util.io import save_image_atomic, save_npy_atomic, write_text_atomic
+from util.torch_io import torch_save_atomic
 
 LABEL_NC = 2  # the per-class layers dominate the model size: 2 classes keep training and saving cheap
 

@@ -14,7 +14,7 @@ from options import build_options
 from tests._reference import reference_file
 from tests._release import to_release_layout
 from util.errors import CheckpointError
-from util.io import torch_save_atomic
+from util.torch_io import torch_save_atomic
 
 RELEASE_G_PARAMS = 274_785_245
 RELEASE_D_PARAMS = 1_364_098

@@ -98,14 +98,6 @@ def save_npy_atomic(path, array):
     write_bytes_atomic(path, buf.getvalue())
 
 
-def torch_save_atomic(obj, path):
-    """Atomically ``torch.save`` ``obj`` to ``path``."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def save_image_atomic(path, image, jpeg_quality=95):
     """Atomically save an image (HxW or HxWx3 uint8 array, or PIL image) to ``path``.
 
