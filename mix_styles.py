@@ -39,7 +39,7 @@ import os
 import sys
 
 from data.image_io import check_aspect_ratio, read_label, read_rgb, stem
-from datasets.class_names import find_class_names, parse_class_list, read_class_names
+from data.class_names import find_class_names, parse_class_list, read_class_names
 from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
 from options.mix_options import MixOptions
 from util.cli import run_cli

@@ -9,7 +9,7 @@ Every script converts a raw download into ``<out>/<split>/{images,labels}``
   contents and modification times do not change; ``--overwrite`` redoes them;
 * a bad or missing input is reported with its file name and the job goes on;
   the script exits with status 1 at the end when anything failed;
-* ``classes.txt`` (see ``datasets/class_names.py``) is written to ``<out>``.
+* ``classes.txt`` (see ``data/class_names.py``) is written to ``<out>``.
 """
 import argparse
 import os

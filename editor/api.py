@@ -79,7 +79,7 @@ def label_png(engine, session, class_indices=False):
 
 def _class_indices(engine, values, option):
     """Class indices of ``values`` (indices or names); :class:`OptionError` for anything else."""
-    from datasets.class_names import parse_class_list
+    from data.class_names import parse_class_list
 
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or len(str(v)) > 100:

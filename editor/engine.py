@@ -123,7 +123,7 @@ class EditorEngine:
         names from ``--class_names`` or the first ``classes.txt`` next to the labels, the model from
         ``checkpoints/<name>/<which_epoch>_net_G.pth`` unless ``model`` is given."""
         from data.custom_dataset import CustomDataset
-        from datasets.class_names import find_class_names, read_class_names
+        from data.class_names import find_class_names, read_class_names
         from models.inference import load_inference_model
 
         dataset = CustomDataset(opt)

@@ -22,10 +22,11 @@ ALLOWED = {
     "trainers": {"models", "data", "evaluation", "util"},
     "options": {"models", "data", "spse", "trainers", "util"},
     "datasets": {"data", "spse", "util"},
-    "editor": {"editing", "models", "spse", "datasets", "data", "util"},
+    "editor": {"editing", "models", "spse", "data", "util"},
 }
 # modules that must never load torch (SPSE and its worker processes, the file formats)
-TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "util.errors", "util.net",
+TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "data.class_names",
+              "util.errors", "util.net",
               "util.io", "util.parallel", "util.cli")
 
 

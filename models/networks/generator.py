@@ -4,7 +4,7 @@ import re
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.networks.architecture import StyleResBlock
+from models.networks.style_resblock import StyleResBlock
 from models.networks.ace import STYLE_DIM
 from models.networks.init import INIT_TYPES, init_weights
 from util.errors import InputError, OptionError
