@@ -124,10 +124,5 @@ def main(argv=None):
     return path
 
 
-def cli(argv=None):
-    """Command-line entry: run :func:`main`; returns 0, or 2 after printing a clear error."""
-    return run_cli(main, argv)
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(run_cli(main))

@@ -29,14 +29,16 @@ def run_cli(main, argv=None, cleanup=None):
 
     Errors caused by the user's input or options (:data:`util.errors.USER_ERRORS`)
     are printed as one ``error: ...`` line and give status 2; other exceptions
-    propagate with their traceback. ``cleanup`` (optional) always runs afterwards.
+    propagate with their traceback. ``main`` returning an ``int`` sets the status
+    (1: a batch job in which some items failed); any other result gives 0.
+    ``cleanup`` (optional) always runs afterwards.
     """
     try:
-        main(argv)
+        result = main(argv)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         if cleanup is not None:
             cleanup()
-    return 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
