@@ -25,6 +25,7 @@ import threading
 import numpy as np
 import torch
 
+from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
 from util.errors import CheckpointError
 from util.torch_io import load_torch_file, torch_save_atomic
 
@@ -257,8 +258,6 @@ def load_networks(model, folder, which_epoch, log=print):
     notes about ignored release tensors. Raises :class:`CheckpointError`
     naming the file for a missing G or a file that does not fit.
     """
-    from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
-
     g_path = network_path(folder, which_epoch, "G")
     if not os.path.isfile(g_path):
         raise CheckpointError(f"{g_path}: generator weights not found")

@@ -28,6 +28,12 @@ import json
 import os
 import sys
 
+import torch
+
+from data.loader import DATASETS
+from data.transforms import PREPROCESS_MODES
+from models import MODELS
+from models.networks.generator import latent_size
 from util.cli import HelpFormatter
 from util.distributed import local_device
 from util.errors import OptionError
@@ -103,10 +109,6 @@ class BaseOptions:
 
     def initialize(self, parser):
         """Add the shared flags to ``parser`` and return it."""
-        from data.loader import DATASETS
-        from data.transforms import PREPROCESS_MODES
-        from models import MODELS
-
         g = parser.add_argument_group("experiment")
         g.add_argument("--name", type=str, default="label2coco",
                        help="name of the experiment; checkpoints are in checkpoints_dir/name")
@@ -158,8 +160,6 @@ class BaseOptions:
     def build_parser(self, argv=None, overrides=None):
         """The complete parser for ``argv``, with every default in force (module docstring)."""
         argv = sys.argv[1:] if argv is None else list(argv)
-        from data.loader import DATASETS
-        from models import MODELS
 
         parser = argparse.ArgumentParser(description=self.description, formatter_class=HelpFormatter,
                                          add_help=False)
@@ -230,8 +230,6 @@ class BaseOptions:
 
     def resolve(self, opt):
         """Fill the derived fields: ``gpu_ids`` (list), ``device``, ``semantic_nc``."""
-        import torch
-
         try:
             ids = [int(s) for s in str(opt.gpu_ids).split(",") if s.strip() != ""]
         except ValueError as e:
@@ -260,8 +258,6 @@ class BaseOptions:
 
     def validate(self, opt):
         """Raise :class:`OptionError` for inconsistent values (sizes, counts, names)."""
-        from models.networks.generator import latent_size
-
         # each flag's own range is declared next to it (set_rules) and checked in parse (check_flags)
         latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)  # the crop-size rule
         if opt.preprocess_mode.endswith("_and_crop") and opt.load_size < opt.crop_size:

@@ -27,7 +27,7 @@ ALLOWED = {
 # modules that must never load torch (SPSE and its worker processes, the file formats)
 TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "data.class_names",
               "util.errors", "util.net",
-              "util.io", "util.parallel", "util.cli")
+              "util.io", "util.parallel", "util.cli", "evaluation.metrics", "evaluation.report")
 
 
 def _modules():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.loader import collate
 from models.checkpoints import cpu_state_dict
 from util.errors import CheckpointError, OptionError
 from util.flag_rules import Range, at_least, check_value, set_rules
@@ -205,8 +206,6 @@ class GeneratorEMA:
     # ----------------------------------------------------------------- buffers
     def bn_batches_iter(self):
         """The fixed batches of the recomputation: a seeded permutation of the dataset, in batches."""
-        from data.loader import collate
-
         if self.data is None or self.bn_batches <= 0:
             return []
         batch_size = max(1, int(self.data.batch_size))

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from data.loader import collate, create_dataset
+from evaluation import metrics
 from models import checkpoints as ckpt
 from util import distributed as dist_util
-from evaluation import metrics
 from util.errors import CheckpointError, InputError, OptionError
 from util.flag_rules import at_least, check_value, set_rules
+from util.images import tensor2im
 from util.io import write_text_atomic
 
 # metric -> True when larger is better
@@ -106,8 +108,6 @@ class TrainingEvaluator:
     """
 
     def __init__(self, opt, batch_size, rank=0, world_size=1, log=print):
-        from data.loader import create_dataset
-
         validate_options(opt)
         self.opt = opt
         self.metric = opt.eval_metric
@@ -157,9 +157,6 @@ class TrainingEvaluator:
     @torch.no_grad()
     def _score_local(self, netG, inputs, device, need_real_acts):
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
-        from data.loader import collate
-        from util.images import tensor2im
-
         mine = self.my_batches()
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine],
                                              collate_fn=collate, num_workers=int(self.opt.nThreads))

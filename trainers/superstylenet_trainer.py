@@ -17,15 +17,16 @@ import contextlib
 import os
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from models import checkpoints as ckpt
-from models import create_model
+from models import checkpoints as ckpt, create_model
 from models.networks.sync_batchnorm import select_batchnorm
+from trainers import parallel
 from trainers.ema import EMAData, GeneratorEMA
 from trainers.parallel import seed_rank_noise
 from util import distributed as dist_util
-from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
+from util.torch_io import load_torch_file
 
 
 def learning_rate_for_epoch(opt, epoch):
@@ -131,6 +132,7 @@ class SuperStyleNetTrainer:
         generating code, which the CPU test uses because inductor's C++
         compilation takes many minutes on a small CPU).
         """
+        # here, not at the top: it imports torch._dynamo (about 1.5 s), needed with --compile only
         from models.networks.compile_support import make_compile_safe
 
         kw = {"dynamic": False, "backend": self.opt.compile_backend}
@@ -152,10 +154,6 @@ class SuperStyleNetTrainer:
         (:func:`trainers.parallel.buffers_need_broadcast`); ``--ddp_comm_hook``
         compresses the gradients.
         """
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        from trainers import parallel
-
         kw = dict(device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=True)
         self.ddp_G = DDP(self.model.netG, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netG), **kw)
         self.ddp_D = DDP(self.model.netD, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netD), **kw)

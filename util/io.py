@@ -27,6 +27,7 @@ import socket
 import tempfile
 
 import numpy as np
+from PIL import Image
 
 from util.errors import OutputError
 
@@ -104,8 +105,6 @@ def save_image_atomic(path, image, jpeg_quality=95):
     The format follows the file extension of ``path``; JPEG files are written
     with ``jpeg_quality`` (default 95).
     """
-    from PIL import Image
-
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image))
     fmt = os.path.splitext(path)[1].lstrip(".").lower()

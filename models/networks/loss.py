@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
 from util.flag_rules import NON_NEGATIVE, mark_architecture, set_rules
+from util.torch_io import load_torch_file
 
 GAN_MODES = ("hinge", "ls", "original", "w")
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
@@ -131,6 +131,7 @@ class VGG19Features(nn.Module):
 
 def vgg19_conv_stack():
     """torchvision's VGG19 conv stack (``vgg19().features``), untrained; the classifier is not needed."""
+    # here, not at the top: importing torchvision takes about 1.5 s, which every script would pay
     from torchvision.models.vgg import cfgs, make_layers
 
     return make_layers(cfgs["E"], batch_norm=False)
