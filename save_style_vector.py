@@ -74,7 +74,7 @@ def extract(argv=None):
 
 def main(argv=None):
     """The command line: the exit status (0 ok, 1 some pairs failed, 2 bad input, printed as ``error: ...``)."""
-    return run_cli(extract, argv)
+    return run_cli(extract, argv, torch_threads=False)  # SPSE loads no torch
 
 
 if __name__ == "__main__":

@@ -12,18 +12,19 @@ listed GPU (DistributedDataParallel; ``--batchSize`` is the global batch).
 several machines; so does ``srun`` with one task per GPU (the ``SLURM_*``
 variables are read). See docs/training.md.
 """
-import os
 import sys
 
 from options.train_options import TrainOptions
+from trainers.file_checks import check_training_files
 from trainers.loop import run_training
-from trainers.setup import build_training, restore, seed_everything
+from trainers.setup import build_training, launch_processes, restore, seed_everything, start_process
 from trainers.visualizer import Visualizer
 from util import distributed as dist_util
+from util import run_lock
 from util.cli import run_cli
-from util.errors import OptionError
 
 
+@run_lock.releasing  # the run lock taken below is released however main ends
 def main(argv=None, model=None):
     """Train with command-line ``argv`` (default ``sys.argv[1:]``); returns the trainer.
 
@@ -35,22 +36,10 @@ def main(argv=None, model=None):
     options, argv = TrainOptions(), list(sys.argv[1:] if argv is None else argv)
     slurm = dist_util.adopt_slurm_environment()  # srun with one task per GPU: SLURM_* -> torchrun's variables
     opt = options.parse(argv)
-    nprocs = dist_util.processes_to_launch(opt)
-    if nprocs:  # one process per GPU (or per --cpu_processes), as torchrun would start them
-        if model is not None:
-            raise OptionError("train.main(model=...) runs in one process; it cannot start several")
-        where = ", ".join(f"cuda:{i}" for i in opt.gpu_ids) if opt.gpu_ids else f"{nprocs} CPU processes (gloo)"
-        print(f"starting {nprocs} training processes on {where}; global batch {opt.batchSize}, "
-              f"{opt.batchSize // nprocs} per process")
-        dist_util.launch(main, argv, nprocs)
+    check_training_files(opt, vgg=model is None)  # VGG19, --eval_dir, --init_from, ...: before any network
+    if launch_processes(main, opt, argv, model):
         return None
-    rank, world_size, _ = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
-    log = print if rank == 0 else (lambda _: None)
-    if rank == 0:
-        options.print_options(opt)
-    if slurm:
-        log(f"SLURM job step: {world_size} tasks, rendezvous at "
-            f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
+    rank, world_size, log = start_process(opt, options, slurm)
     seed_everything(opt.seed)
     run = build_training(opt, rank, world_size, model=model, log=log)
     start = restore(run, opt, log=log)

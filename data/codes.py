@@ -43,7 +43,10 @@ def check_code_layout(shape, dtype, path, label_nc=None):
         )
     if label_nc is not None and shape[0] not in _row_counts(label_nc):
         expected = _row_counts(label_nc)[0]
-        raise InputError(f"{path}: code file holds {shape[0]} classes but label_nc is {expected}")
+        raise InputError(f"{path}: code file holds {shape[0]} classes but label_nc is {expected}; if --label_nc "
+                         f"is right, the codes were extracted for other label maps: extract them again with "
+                         f"`python save_style_vector.py --image_dir IMAGES --label_dir LABELS --save_dir NEW_FOLDER "
+                         f"--label_nc {expected}` and pass --instance_dir NEW_FOLDER")
     if not np.issubdtype(dtype, np.floating):
         raise InputError(f"{path}: code array has dtype {dtype}; expected floating point")
     return shape

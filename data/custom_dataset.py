@@ -13,12 +13,19 @@ Construction validates cheaply and early: empty or missing folders, lossy
 header with ``mmap_mode='r'``). Each item goes through the label pipeline
 (:func:`data.transforms.load_label`, shared with style mixing and the editor:
 label values checked, don't care mapped) and the aspect-ratio rule of
-``data/image_io.py``, shared with SPSE extraction and style mixing.
+``data/image_io.py``, shared with SPSE extraction and style mixing. A JPEG
+photo is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers
+the size the preprocessing resizes it to
+(:func:`data.image_io.read_rgb_at_least`); docs/training.md ("Data loading")
+gives the effect on the pixels.
 
 A batch is a dict (DESIGN.md):
 
 * ``label``: ``(B, 1, H, W)`` int64; 255 already mapped to ``label_nc``;
-* ``image``: ``(B, output_nc, H, W)`` float32 in [-1, 1] (absent without ``--image_dir``);
+* ``image``: ``(B, output_nc, H, W)`` float32 in [-1, 1] (absent without ``--image_dir``); uint8
+  levels 0..255 instead when :attr:`CustomDataset.uint8_images` is set (the training loader of a GPU
+  run: a quarter of the bytes to move; the model normalises them on the device with
+  :func:`util.images.normalise_image`, bit for bit the float32 values);
 * ``codes``: ``(B, J, 512)`` float32, ``(x - 0.5) / 0.5`` of the stored codes;
 * ``path``: list of image paths (label paths without ``--image_dir``).
 
@@ -33,8 +40,8 @@ import numpy as np
 import torch
 
 from data.codes import check_code_header, load_codes, model_codes
-from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb, unpaired_error
-from data.transforms import load_label, transform_image
+from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb_at_least, unpaired_error
+from data.transforms import load_label, transform_image, transform_image_uint8
 from util.errors import InputError
 
 CODE_EXTENSIONS = (".npy",)
@@ -45,8 +52,12 @@ class CustomDataset(torch.utils.data.Dataset):
 
     Augmentation parameters of item ``i`` are drawn from a generator seeded by
     ``(seed, epoch, i)``, so results do not depend on worker processes or on
-    where a run was resumed. Call :meth:`set_epoch` at each epoch start.
+    where a run was resumed. Call :meth:`set_epoch` at each epoch start; the
+    epoch lives in shared memory, so persistent loader workers see it.
+    ``uint8_images`` (default False): items carry the photo as uint8 levels.
     """
+
+    uint8_images = False
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -97,11 +108,17 @@ class CustomDataset(torch.utils.data.Dataset):
         self.label_paths = [t[0] for t in triples]
         self.image_paths = [t[1] for t in triples]
         self.code_paths = [t[2] for t in triples]
-        self.epoch = 0
+        # shared with worker processes (persistent workers keep their copy of the dataset)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self):
+        """The epoch whose augmentation stream items are drawn from (int)."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch):
-        """Select the augmentation stream of ``epoch`` (int)."""
-        self.epoch = int(epoch)
+        """Select the augmentation stream of ``epoch`` (int), in this process and its loader workers."""
+        self._epoch.fill_(int(epoch))
 
     def __len__(self):
         return len(self.label_paths)
@@ -118,7 +135,8 @@ class CustomDataset(torch.utils.data.Dataset):
         label, params = load_label(label_path, opt, rng)
         item = {"label": label, "codes": self.load_codes(index), "path": image_path or label_path}
         if image_path is not None:
-            image = read_rgb(image_path)
-            check_aspect_ratio(image.shape[1::-1], params["label_size"], image_path, label_path)
-            item["image"] = transform_image(image, opt, params)
+            image, stored_size = read_rgb_at_least(image_path, params["scaled_size"])
+            check_aspect_ratio(stored_size, params["label_size"], image_path, label_path)
+            transform = transform_image_uint8 if self.uint8_images else transform_image
+            item["image"] = transform(image, opt, params)
         return item

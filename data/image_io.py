@@ -213,10 +213,27 @@ def read_rgb(path):
     8 bits (:func:`_rgb8`). Raises :class:`InputError` naming the file for a
     missing, corrupt, floating-point or too large image (module docstring).
     """
+    return read_rgb_at_least(path, None)[0]
+
+
+def read_rgb_at_least(path, size_wh):
+    """:func:`read_rgb` that may decode a JPEG at a reduced scale: ``(array, stored (width, height))``.
+
+    With ``size_wh = (width, height)`` a JPEG is decoded by libjpeg's DCT
+    scaling (``Image.draft``) at the smallest of 1/2, 1/4 or 1/8 of its size
+    that is still at least ``size_wh`` in both directions, so the image is
+    only ever reduced by a factor of 2 or more before a resize to ``size_wh``
+    that shrinks it at least as much. Other formats, smaller reductions and
+    ``size_wh=None`` decode at full size. The second value is the size stored
+    in the file (for :func:`check_aspect_ratio`). Errors as :func:`read_rgb`.
+    """
     try:
         with Image.open(path) as im:
+            stored = im.size
+            if size_wh is not None and im.format == "JPEG" and im.mode in ("RGB", "L"):
+                im.draft(im.mode, (int(size_wh[0]), int(size_wh[1])))
             im.load()
-            return _rgb8(im, path)
+            return _rgb8(im, path), stored
     except InputError:
         raise
     except FileNotFoundError as e:
@@ -310,6 +327,9 @@ def check_label_values(label, label_nc, path, allow_dontcare=True):
     when ``allow_dontcare`` is true, otherwise the error suggests
     ``--contain_dontcare_label``.
     """
+    label = np.asarray(label)
+    if label.size == 0 or (int(label.max()) < label_nc and (label.dtype.kind == "u" or int(label.min()) >= 0)):
+        return  # every value in range: no need for the (much slower) np.unique
     values = np.unique(label)
     bad = values[(values < 0) | ((values >= label_nc) & ((values != DONTCARE_VALUE) | (not allow_dontcare)))]
     if bad.size:

@@ -13,16 +13,41 @@ chooses from it; the options builder registers the chosen class's flags).
   every ``world``-th index starting at ``r``), so the union of the ranks'
   batches ``b`` is exactly the single-process batch ``b``;
 * can start part-way through an epoch (exact ``--continue_train``).
+
+Workers (``--nThreads``; :func:`default_workers` when it is -1) stay alive
+across epochs (``persistent_workers``) and each keeps :data:`PREFETCH_BATCHES`
+batches ready. A training loader of a GPU run carries the photos as uint8
+(:attr:`data.custom_dataset.CustomDataset.uint8_images`), normalised on the
+device by the model.
 """
 import math
+import os
 
 import numpy as np
 import torch
 
 from data.custom_dataset import CustomDataset
 from util.errors import InputError, OptionError
+from util.threads import available_cores
 
 DATASETS = {"custom": CustomDataset}
+PREFETCH_BATCHES = 4  # batches each worker keeps ready
+MAX_DEFAULT_WORKERS = 16
+
+
+def default_workers(processes, on_gpu, cores=None):
+    """``--nThreads -1``: loader workers per training process.
+
+    On a GPU each of ``processes`` training processes on this machine gets an
+    equal share of the ``cores`` available (default :func:`available_cores`)
+    and keeps one of them for itself: ``cores // processes - 1``, at least 1
+    and at most :data:`MAX_DEFAULT_WORKERS`. On the CPU: 0 (the model's
+    threads use every core; decoding in the training process competes least).
+    """
+    if not on_gpu:
+        return 0
+    cores = available_cores() if cores is None else int(cores)
+    return max(1, min(MAX_DEFAULT_WORKERS, cores // max(1, int(processes)) - 1))
 
 
 def create_dataset(opt):
@@ -100,26 +125,41 @@ def collate(items):
     return batch
 
 
-def create_dataloader(opt, rank=0, world_size=1):
+def create_dataloader(opt, rank=0, world_size=1, skip_record=None):
     """``DataLoader`` over :func:`create_dataset` for this rank.
 
     ``opt.batchSize`` is the global batch; each of ``world_size`` ranks loads
     ``batchSize / world_size`` samples per step. The loader's ``sampler`` and
     ``dataset`` expose ``set_epoch``; call both at each epoch start.
+    ``opt.nThreads`` workers (-1: :func:`default_workers` for ``world_size``
+    processes), persistent, prefetching.
+    ``skip_record`` (a file path): items that fail to load are skipped and
+    listed there (:class:`data.preflight.SkipUnreadable`).
     """
     dataset = create_dataset(opt)
+    if opt.isTrain and opt.gpu_ids and hasattr(dataset, "uint8_images"):
+        dataset.uint8_images = True  # normalised on the device (SuperStyleNetModel.preprocess_input)
+    if skip_record is not None:
+        from data.preflight import SkipUnreadable
+
+        dataset = SkipUnreadable(dataset, skip_record)
     if len(dataset) == 0:
         raise InputError(f"{opt.label_dir}: dataset is empty")
     if opt.batchSize % world_size:
         raise OptionError(f"--batchSize {opt.batchSize} must be divisible by the number of processes {world_size}")
     if opt.isTrain and len(dataset) < opt.batchSize:
         raise OptionError(f"--batchSize {opt.batchSize} is larger than the dataset ({len(dataset)} samples)")
+    workers = int(opt.nThreads)
+    if workers < 0:  # one training process per listed GPU, or as many as torchrun started on this machine
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 0) or 0) or min(world_size, max(1, len(opt.gpu_ids)))
+        workers = default_workers(local, bool(opt.gpu_ids))
+    more = {"persistent_workers": True, "prefetch_factor": PREFETCH_BATCHES} if workers > 0 else {}
     sampler = ResumableSampler(len(dataset), shuffle=opt.isTrain and not opt.serial_batches, seed=opt.seed,
                                rank=rank, world_size=world_size, global_batch=opt.batchSize,
                                drop_last=opt.isTrain)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=opt.batchSize // world_size, sampler=sampler, num_workers=int(opt.nThreads),
-        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(opt.gpu_ids),
+        dataset, batch_size=opt.batchSize // world_size, sampler=sampler, num_workers=workers,
+        collate_fn=collate, drop_last=opt.isTrain, pin_memory=bool(opt.gpu_ids), **more,
         # a private generator: creating an iterator must not consume the global torch RNG,
         # which the model's noise injection uses (exact resume depends on it)
         generator=torch.Generator().manual_seed(int(opt.seed)))

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from data.image_io import DONTCARE_VALUE, check_label_values, read_label, resize_label
+from util.images import to_unit_range
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop",
                     "scale_shortside", "scale_shortside_and_crop", "fixed", "none")
@@ -86,10 +87,10 @@ def _crop_box(opt, params, size_wh):
     return x, y, min(opt.crop_size, size_wh[0]), min(opt.crop_size, size_wh[1])
 
 
-def transform_image(image, opt, params):
-    """``(H, W, 3)`` uint8 RGB array -> ``(output_nc, h, w)`` float32 tensor in [-1, 1] (bicubic).
+def transform_image_uint8(image, opt, params):
+    """``(H, W, 3)`` uint8 RGB array -> ``(output_nc, h, w)`` uint8 tensor: the geometry of :func:`transform_image`.
 
-    With ``--output_nc 1`` the photo is converted to grey (PIL's ``L``: ITU-R 601 luma) first.
+    :func:`util.images.normalise_image` of the result is exactly :func:`transform_image`'s.
     """
     pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
     if opt.output_nc == 1:
@@ -103,8 +104,16 @@ def transform_image(image, opt, params):
         pil = pil.crop((x, y, x + cw, y + ch))
     if params["flip"]:
         pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
-    arr = np.asarray(pil, dtype=np.float32).reshape(pil.size[1], pil.size[0], -1) / 255.0
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy()) * 2.0 - 1.0
+    arr = np.asarray(pil, dtype=np.uint8).reshape(pil.size[1], pil.size[0], -1)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def transform_image(image, opt, params):
+    """``(H, W, 3)`` uint8 RGB array -> ``(output_nc, h, w)`` float32 tensor in [-1, 1] (bicubic).
+
+    With ``--output_nc 1`` the photo is converted to grey (PIL's ``L``: ITU-R 601 luma) first.
+    """
+    return to_unit_range(transform_image_uint8(image, opt, params).numpy())
 
 
 def transform_label(label, opt, params):

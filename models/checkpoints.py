@@ -17,7 +17,18 @@ Layout under ``checkpoints_dir/name``:
 Every file is written atomically, in the background with
 :class:`CheckpointWriter` during training. Loading a missing, truncated or
 malformed file raises :class:`util.errors.CheckpointError` naming the file.
+
+A save is kill-consistent: its network files are written first (an epoch
+snapshot's before the ``latest`` ones) and the training state last, holding
+``files``, a record (content digest, size, modification time) of the
+``latest`` network files written with it. A run killed anywhere in a save
+resumes from the previous state and writes the lost files again; a snapshot
+is never skipped, because the state saying its epoch is done comes after it.
+:func:`latest_mismatches` compares the ``latest`` network files with that
+record (``test.py`` refuses a generator that does not match; the resumed run
+rewrites it from the state).
 """
+import hashlib
 import os
 import random
 import threading
@@ -27,6 +38,8 @@ import torch
 
 from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
 from util.errors import CheckpointError
+from util.disk import format_bytes  # noqa: F401  (part of this module's interface)
+from util.io import remove_temporaries
 from util.torch_io import load_torch_file, torch_save_atomic
 
 TRAIN_STATE_VERSION = 1
@@ -60,6 +73,105 @@ def generator_path(folder, which_epoch, use_ema=False):
 def train_state_path(folder, which_epoch):
     """Path of ``{which_epoch}_train_state.pth`` in ``folder``."""
     return os.path.join(folder, f"{which_epoch}_train_state.pth")
+
+
+def tensor_digest(state):
+    """Hex BLAKE2b digest of a state dict's tensors (names, dtypes, shapes, bytes; plain values by ``repr``).
+
+    Equal for a state dict in memory and the same one loaded back from its file.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(state):
+        value = state[key]
+        h.update(repr(key).encode())
+        if torch.is_tensor(value):
+            t = value.detach().to("cpu").contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+def file_record(path, digest):
+    """What the training state remembers of a network file written with it: digest, size, mtime."""
+    st = os.stat(path)
+    return {"digest": digest, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def record_matches(path, record):
+    """True when the file at ``path`` is the one ``record`` (:func:`file_record`) describes.
+
+    Size and modification time decide when they match; otherwise (e.g. a
+    folder copied without keeping times) the file's content digest does.
+    """
+    if not os.path.isfile(path):
+        return False
+    st = os.stat(path)
+    if st.st_size != record.get("size"):
+        return False
+    if st.st_mtime_ns == record.get("mtime_ns"):
+        return True
+    try:
+        return tensor_digest(load_torch_file(path, "network", mmap=True)) == record.get("digest")
+    except CheckpointError:
+        return False
+
+
+def latest_mismatches(folder, which_epoch="latest", names=None):
+    """Network files of ``which_epoch`` that differ from the record in its training state.
+
+    Returns ``(global_step, [file names])``; ``(None, [])`` when there is no
+    training state or it holds no record (older runs). ``names``: only these
+    file names (e.g. ``["latest_net_G.pth"]``).
+    """
+    path = train_state_path(folder, which_epoch)
+    if not os.path.isfile(path):
+        return None, []
+    state = load_train_state(path)
+    record = state.get("files") or {}
+    bad = [name for name, rec in sorted(record.items())
+           if (names is None or name in names) and not record_matches(os.path.join(folder, name), rec)]
+    return int(state["global_step"]), bad
+
+
+def check_latest_generator(path):
+    """Raise :class:`CheckpointError` when the generator file ``path`` is not the one of its run's training state.
+
+    Only ``latest_*`` files are checked (epoch snapshots have no state). The
+    message says how the interrupted save is repaired.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    which = name.split("_net_")[0]
+    if "_net_" not in name or which != "latest" or not os.path.isfile(path):
+        return
+    try:
+        step, bad = latest_mismatches(folder, which, names=[name])
+    except CheckpointError:
+        return  # an unreadable training state does not concern synthesis
+    if bad:
+        load_torch_file(path, "generator weights", mmap=True)  # a truncated file: that message instead
+        run = os.path.basename(folder)
+        raise CheckpointError(
+            f"{path}: does not match {train_state_path(folder, which)} (global step {step}): the last save "
+            f"of this run was interrupted. `python train.py --continue_train --name {run} ...` (the run's "
+            f"flags) rewrites the latest files from the training state; or pick an epoch snapshot with "
+            f"--which_epoch N")
+
+
+def remove_interrupted_saves(folder, log=print):
+    """Remove the temporary files a killed save left in the checkpoint folder, with a note; returns them.
+
+    Call it while holding the folder's run lock (:mod:`util.run_lock`): no
+    other process is writing there then.
+    """
+    removed, freed = remove_temporaries(folder)
+    if removed:
+        names = ", ".join(os.path.basename(p) for p in removed[:3]) + (" ..." if len(removed) > 3 else "")
+        log(f"note: {folder}: removed {len(removed)} temporary file(s) of an interrupted save "
+            f"({format_bytes(freed)}: {names})")
+    return removed
 
 
 def cpu_state_dict(module):
@@ -177,6 +289,11 @@ def load_train_state(path):
     return state
 
 
+def _is_state_placeholder(obj):
+    """A training state whose ``files`` record the writer fills in (see :class:`CheckpointWriter`)."""
+    return isinstance(obj, dict) and "files" in obj and obj["files"] is None
+
+
 class CheckpointWriter:
     """Writes checkpoint files in a background thread, one save after the other, in the order given.
 
@@ -188,6 +305,10 @@ class CheckpointWriter:
     :class:`CheckpointError` (naming the file) by the next :meth:`submit` or
     :meth:`wait`; files written before it stay, the file that failed keeps its
     previous version. ``background=False`` writes in the calling thread.
+
+    A training state given with ``"files": None`` is written with the records
+    (:func:`file_record`) of the network files of its ``which_epoch`` written
+    before it in the same save.
     """
 
     def __init__(self, background=True):
@@ -206,9 +327,19 @@ class CheckpointWriter:
         self._thread.start()
 
     def _write(self, files):
+        states = [p for o, p in files if _is_state_placeholder(o)]
+        recorded = tuple(os.path.basename(p)[: -len("train_state.pth")] for p in states)  # e.g. "latest_"
+        written = {}  # name -> record of the network files written so far in this save
         for obj, path in files:
+            name = os.path.basename(path)
             try:
+                if _is_state_placeholder(obj):
+                    prefix = name[: -len("train_state.pth")]
+                    obj = {**obj, "files": {n: r for n, r in written.items() if n.startswith(prefix)}}
+                digest = tensor_digest(obj) if recorded and name.startswith(recorded) and "_net_" in name else None
                 torch_save_atomic(obj, path)
+                if digest is not None:
+                    written[name] = file_record(path, digest)
             except (OSError, RuntimeError) as e:
                 self._error = CheckpointError(f"{path}: writing the checkpoint failed ({e}); the previous "
                                               "version of the file is kept")
@@ -299,6 +430,23 @@ def checkpoint_sizes(netG, netD, ema=False):
     return sizes
 
 
-def format_bytes(n):
-    """``n`` bytes as a short string in MB / GB (powers of 1000, as ``du --si`` and file browsers show)."""
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+def configuration_sizes(opt, ema):
+    """:func:`checkpoint_sizes` of the networks ``opt`` describes, built on the meta device (no memory, no time)."""
+    from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
+
+    with torch.device("meta"):
+        return checkpoint_sizes(SuperStyleNetGenerator.from_options(opt), MultiscaleDiscriminator.from_options(opt),
+                                ema=ema)
+
+
+def planned_files(folder, sizes, snapshot_epochs):
+    """The files a run leaves in ``folder`` (path -> bytes): ``latest_*`` and the snapshots of ``snapshot_epochs``.
+
+    ``sizes``: :func:`checkpoint_sizes`'s result.
+    """
+    nets = {k: v for k, v in sizes.items() if k.startswith("net_")}
+    files = {os.path.join(folder, f"latest_{k}.pth"): v for k, v in nets.items()}
+    files[train_state_path(folder, "latest")] = sizes["train_state"]
+    for epoch in snapshot_epochs:
+        files.update({os.path.join(folder, f"{epoch}_{k}.pth"): v for k, v in nets.items()})
+    return files

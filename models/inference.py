@@ -11,7 +11,7 @@ import os
 
 from models import create_model
 from models.checkpoint_compat import FORMAT_NAMES, load_generator_file
-from models.checkpoints import generator_path
+from models.checkpoints import check_latest_generator, generator_path
 
 
 def load_inference_model(opt, log=print):
@@ -27,8 +27,9 @@ def load_inference_model(opt, log=print):
     :class:`util.errors.CheckpointError` naming the file when it is missing,
     truncated or does not fit.
     """
-    model = create_model(opt).to(opt.device)
     path = generator_path(os.path.join(opt.checkpoints_dir, opt.name), opt.which_epoch, opt.use_ema)
+    check_latest_generator(path)  # latest_net_G of an interrupted save: refused, with how to repair it
+    model = create_model(opt).to(opt.device)
     loaded = load_generator_file(model.netG, path)
     for note in loaded.notes:
         log(f"note: {path}: {note}")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from models import networks
 from util.errors import InputError, OptionError
+from util.images import normalise_image
 
 MODES = ("generator", "discriminator", "inference")
 
@@ -61,6 +62,9 @@ class SuperStyleNetModel(nn.Module):
                 self.loss_weights["VGG"] = float(opt.lambda_vgg)
         self.memory_format = torch.contiguous_format
         self._wrappers = {}
+        # set by models.networks.compile_support.compile_model: spectral norm's power iteration runs
+        # eagerly before each call of G or D, outside the compiled graphs
+        self.spectral_norm_prestep = False
 
     # ------------------------------------------------------------ run settings
     def set_parallel_wrappers(self, netG=None, netD=None):
@@ -121,7 +125,9 @@ class SuperStyleNetModel(nn.Module):
 
         Tensors are moved to the parameters' device and memory format and cast
         to their dtype (float32 normally; ``model.double()`` gives a float64
-        model, which the equivalence tests use). Raises InputError (naming the
+        model, which the equivalence tests use). A uint8 ``image`` (levels
+        0..255) is normalised on the device exactly as the loader's float path
+        (:func:`util.images.normalise_image`). Raises InputError (naming the
         batch's files) for labels outside [0, J) (checked on the CPU, before the
         transfer) or misshaped codes.
         """
@@ -143,6 +149,8 @@ class SuperStyleNetModel(nn.Module):
         if tuple(codes.shape) != (b, self.label_nc, 512):
             raise InputError(f"{paths}: codes batch must be {(b, self.label_nc, 512)}; got {tuple(codes.shape)}")
         image = data.get("image")
+        if image is not None and image.dtype == torch.uint8:  # levels from the loader: normalised here
+            image = normalise_image(image.to(device, non_blocking=True), dtype)
         if image is not None:
             image = image.to(device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         return segmap, image, codes
@@ -154,7 +162,7 @@ class SuperStyleNetModel(nn.Module):
         segmap, image, codes = self.preprocess_input(data)
         if mode == "inference":
             with torch.no_grad():
-                return self.netG(segmap, codes)
+                return self.call_network("netG", segmap, codes)
         if not self.is_train:
             raise OptionError(f"mode {mode!r} needs a model built with isTrain=True")
         if image is None:
@@ -163,11 +171,23 @@ class SuperStyleNetModel(nn.Module):
             return self.generator_losses(segmap, image, codes)
         return self.discriminator_losses(segmap, image, codes)
 
+    def call_network(self, name, *inputs, wrapper=None):
+        """Call ``self.<name>`` (or ``wrapper``, e.g. its DDP wrapper) on ``inputs``.
+
+        With ``spectral_norm_prestep`` (``--compile``) spectral norm's power
+        iteration of that network runs first, eagerly
+        (:func:`models.networks.compile_support.update_spectral_norms`).
+        """
+        net = getattr(self, name)
+        if self.spectral_norm_prestep:
+            networks.update_spectral_norms(net)
+        return (wrapper or net)(*inputs)
+
     def discriminate(self, segmap, fake, real, netD=None):
         """Run D (``netD``, default ``self.netD``) once on [fake; real], each concatenated with the
         segmap; returns (pred_fake, pred_real)."""
         fake_and_real = torch.cat([torch.cat([segmap, fake], 1), torch.cat([segmap, real], 1)], 0)
-        pred = (netD or self.netD)(fake_and_real)
+        pred = self.call_network("netD", fake_and_real, wrapper=netD)
         b = fake.shape[0]
         pred_fake = [[f[:b] for f in scale] for scale in pred]
         pred_real = [[f[b:] for f in scale] for scale in pred]
@@ -175,7 +195,7 @@ class SuperStyleNetModel(nn.Module):
 
     def generator_losses(self, segmap, image, codes):
         """Raw G losses and the generated image (D's parameters get no gradient)."""
-        fake = self._wrappers.get("netG", self.netG)(segmap, codes)
+        fake = self.call_network("netG", segmap, codes, wrapper=self._wrappers.get("netG"))
         with frozen_parameters(self.netD):
             pred_fake, pred_real = self.discriminate(segmap, fake, image)
         losses = {"GAN": self.criterionGAN(pred_fake, True, for_discriminator=False)}
@@ -188,7 +208,7 @@ class SuperStyleNetModel(nn.Module):
     def discriminator_losses(self, segmap, image, codes):
         """Raw D losses; the generated image is computed without grad."""
         with torch.no_grad():
-            fake = self.netG(segmap, codes)
+            fake = self.call_network("netG", segmap, codes)
         pred_fake, pred_real = self.discriminate(segmap, fake, image, self._wrappers.get("netD"))
         return {
             "D_Fake": self.criterionGAN(pred_fake, False, for_discriminator=True),

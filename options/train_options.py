@@ -32,8 +32,18 @@ class TrainOptions(BaseOptions):
                        help="frequency (epochs) of saving epoch checkpoints")
         g.add_argument("--no_html", action="store_true",
                        help="do not write training samples to checkpoints_dir/name/web/")
-        g.add_argument("--tf_log", action="store_true", help="log scalars and images with tensorboardX")
+        g.add_argument("--tf_log", action="store_true", default=True,
+                       help="write TensorBoard events (losses, learning rates, speed, evaluation, samples) to "
+                            "checkpoints_dir/name/logs; on by default")
+        g.add_argument("--no_tf_log", dest="tf_log", action="store_false", help="write no TensorBoard events")
         g.add_argument("--debug", action="store_true", help="only do a few iterations per epoch")
+        g.add_argument("--ignore_disk_space", action="store_true",
+                       help="start even when the checkpoints this run will write (latest and every epoch "
+                            "snapshot) exceed the free disk space")
+        g.add_argument("--take_over_lock", action="store_true",
+                       help="take over checkpoints_dir/name/run.lock held by a run on another machine "
+                            "(only once that run has ended; a lock of this machine's ended runs is taken "
+                            "over anyway)")
         set_rules(g, display_freq=at_least(1), print_freq=at_least(1), save_latest_freq=at_least(1),
                   save_epoch_freq=at_least(1))
 

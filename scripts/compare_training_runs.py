@@ -8,7 +8,9 @@ stopped after 4 steps by ``--max_steps`` and resumed with ``--continue_train``
 to the end, with the EMA generator, evaluation on a held-out set every 2 steps
 (best checkpoints) and 'latest' saved every 2 steps. Every ``*.pth`` file and
 ``best.json`` of the two checkpoint folders is compared byte for byte (a
-torch file record by record, without the zip's top folder name); the
+network file record by record, without the zip's top folder name; a
+training state value by value, every tensor's bytes, without the
+modification times it records of its network files); the
 exit status is 0 when the folders hold the same files with the same bytes, 1
 otherwise (the differing files are named).
 """
@@ -52,6 +54,40 @@ def run_checkout(checkout, data, checkpoints_dir):
     return os.path.join(checkpoints_dir, "cmp")
 
 
+VOLATILE = ("mtime_ns",)  # the training state's records of its network files hold their modification times
+
+
+def _digest_value(h, obj):
+    """Feed ``obj`` (nested dicts, lists, tensors, plain values) into ``h``, leaving out :data:`VOLATILE` keys."""
+    import torch
+
+    if torch.is_tensor(obj):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(b"dict")
+        for k in sorted(obj, key=repr):
+            if k not in VOLATILE:
+                h.update(repr(k).encode())
+                _digest_value(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__} {len(obj)}".encode())
+        for v in obj:
+            _digest_value(h, v)
+    else:
+        h.update(repr(obj).encode())
+
+
+def train_state_digest(path):
+    """sha256 of a training state's content (every tensor's bytes, every value), without the files' mtimes."""
+    import torch
+
+    h = hashlib.sha256()
+    _digest_value(h, torch.load(path, map_location="cpu", weights_only=True))
+    return h.hexdigest()
+
+
 def payload_digest(path):
     """sha256 of a file's bytes; for torch's zip format, of every record's name and bytes.
 
@@ -74,8 +110,9 @@ def payload_digest(path):
 
 def digests(folder):
     """``{file name: digest}`` of the compared files of ``folder`` (:func:`payload_digest`)."""
-    return {name: payload_digest(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
-            if name.endswith(COMPARED_SUFFIXES) and name not in SKIPPED}
+    return {name: (train_state_digest if name.endswith("_train_state.pth") else payload_digest)(
+                os.path.join(folder, name))
+            for name in sorted(os.listdir(folder)) if name.endswith(COMPARED_SUFFIXES) and name not in SKIPPED}
 
 
 def compare(this, other):

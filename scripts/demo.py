@@ -72,6 +72,13 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
+    from util.threads import available_cores, cap_threads
+
+    # the demo's tensors (ngf 8, crop 64) are small: half the cores per process, at least one (one on a 2-core
+    # machine, where a second thread mostly waits for cores that other jobs hold); OMP_NUM_THREADS wins
+    threads = cap_threads(limit=max(1, available_cores() // 2))
+    print(f"torch threads: {threads} (set OMP_NUM_THREADS to choose)")
+
     import importlib.util
 
     import train

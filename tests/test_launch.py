@@ -144,7 +144,7 @@ def _bn_model():
 
 
 @pytest.mark.parametrize("world, device, expected", [
-    (1, "cpu", nn.BatchNorm2d), (1, "cuda", nn.BatchNorm2d), (2, "cuda", nn.SyncBatchNorm), (2, "cpu", SyncBatchNorm2d),
+    (1, "cpu", nn.BatchNorm2d), (1, "cuda", nn.BatchNorm2d), (2, "cuda", SyncBatchNorm2d), (2, "cpu", SyncBatchNorm2d),
 ])
 def test_select_batchnorm_uses_torch_layers_where_they_serve(world, device, expected):
     net = _bn_model().double()  # the dtype of the buffers carries over (float64 equivalence tests)

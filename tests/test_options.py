@@ -319,4 +319,4 @@ def test_flags_read_before_the_parser_is_complete_resolve_like_the_full_parser()
     assert opt.data == "somewhere" and opt.dataset_mode == "custom"
     with pytest.raises(SystemExit):
         with contextlib.redirect_stderr(io.StringIO()):
-            TestOptions().parse(["--dataset_mode", "nothing", "--gpu_ids", "-1"])
+            TestOptions().parse(["--crop_size", "many", "--gpu_ids", "-1"])  # a type error of an early flag

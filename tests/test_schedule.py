@@ -117,3 +117,20 @@ def test_print_and_display_follow_the_global_step():
     events = simulate(schedule(steps_per_epoch=3, total_epochs=2, print_freq=2, display_freq=5))
     assert [s for *_, s in of(events, "print_losses")] == [2, 4, 6]
     assert [s for *_, s in of(events, "display")] == [5]
+
+
+def test_latest_of_a_snapshot_epochs_last_step_is_written_with_the_snapshot_at_the_epoch_end():
+    s = schedule(steps_per_epoch=3, total_epochs=2, save_latest_freq=3, save_epoch_freq=1)
+    assert not s.after_step(3, 1, 3, 0).save_latest  # waits for the epoch's end
+    end = s.after_epoch(1, 3, 3, stopped=False)
+    assert end.save_latest and end.save_snapshot  # the snapshot's networks first, then latest and its state
+    s = schedule(steps_per_epoch=3, total_epochs=4, save_latest_freq=3, save_epoch_freq=2)
+    assert s.after_step(3, 1, 3, 0).save_latest  # epoch 1 writes no snapshot: latest at the step
+    end = s.after_epoch(1, 3, 3, stopped=False)
+    assert not end.save_latest and not end.save_snapshot
+    # --debug leaves the epoch early: a latest saved at that step is not written again with the snapshot
+    s = schedule(steps_per_epoch=10, total_epochs=2, save_latest_freq=3, save_epoch_freq=1, debug=True)
+    act = s.after_step(3, 1, 3, 0)
+    assert act.save_latest and act.end_epoch and not act.stop
+    end = s.after_epoch(1, 3, 3, stopped=False)
+    assert end.save_snapshot and not end.save_latest

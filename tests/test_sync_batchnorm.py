@@ -88,3 +88,95 @@ def test_two_process_gloo_equals_single_process_full_batch(tmp_path):
             torch.testing.assert_close(res["grad"], x_ref.grad[sl])
             for k, v in ref.state_dict().items():
                 torch.testing.assert_close(res["state"][k], v)
+
+
+def _compiled_worker(rank, world, init_file, x_full, up_full, result_file):
+    """The layer under torch.compile(fullgraph=True, aot_eager) on gloo, and the collectives of one eager step."""
+    import torch.distributed as dist
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountCollectives(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "c10d" in str(func):
+                self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world)
+    try:
+        import torch._dynamo
+
+        torch._dynamo.reset()
+        half = x_full.shape[0] // world
+        sl = slice(rank * half, (rank + 1) * half)
+        out = {}
+        for affine in (False, True):
+            torch.manual_seed(0)
+            bn = SyncBatchNorm2d(x_full.shape[1], affine=affine).double().train()
+            if affine:
+                with torch.no_grad():
+                    bn.weight.normal_()
+                    bn.bias.normal_()
+            compiled = torch.compile(bn, fullgraph=True, backend="aot_eager", dynamic=False)
+            for step in range(2):  # the second call reuses the graph (buffers changed in place)
+                x = (x_full[sl] + step).clone().requires_grad_()
+                y = compiled(x)
+                (y * up_full[sl]).sum().backward()
+                out[(affine, step)] = {"y": y.detach(), "grad": x.grad,
+                                       "params": [p.grad.clone() for p in bn.parameters()],
+                                       "state": {k: v.clone() for k, v in bn.state_dict().items()}}
+                bn.zero_grad()
+        eager = SyncBatchNorm2d(x_full.shape[1]).double().train()
+        x = x_full[sl].clone().requires_grad_()
+        with CountCollectives() as counter:
+            y = eager(x)
+            forward_ops = list(counter.ops)
+            (y * up_full[sl]).sum().backward()
+        out["collectives"] = (forward_ops, counter.ops)
+        from torch._dynamo.utils import counters
+
+        out["breaks"] = sum(counters["graph_break"].values())
+        out["frames"] = dict(counters["stats"])
+        torch.save(out, f"{result_file}.{rank}")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_compiled_fullgraph_on_two_gloo_processes_equals_one_process_with_one_all_reduce_each_way(tmp_path):
+    torch.manual_seed(0)
+    x_full = torch.randn(4, 3, 5, 6, dtype=torch.float64) * 0.5 + 40  # |mean| >> std: the precise variance matters
+    up_full = torch.randn_like(x_full)
+    result = str(tmp_path / "result")
+    mp.spawn(_compiled_worker, args=(2, str(tmp_path / "pg_init"), x_full, up_full, result), nprocs=2, join=True)
+    results = [torch.load(f"{result}.{rank}") for rank in range(2)]
+    for rank, got in enumerate(results):
+        sl = slice(rank * 2, rank * 2 + 2)
+        for affine in (False, True):
+            torch.manual_seed(0)
+            ref = nn.BatchNorm2d(3, affine=affine).double()
+            if affine:
+                with torch.no_grad():
+                    ref.weight.normal_()
+                    ref.bias.normal_()
+            for step in range(2):
+                x_ref = (x_full + step).clone().requires_grad_()
+                y_ref = ref(x_ref)
+                (y_ref * up_full).sum().backward()
+                res = got[(affine, step)]
+                torch.testing.assert_close(res["y"], y_ref[sl].detach(), rtol=1e-9, atol=1e-9)
+                torch.testing.assert_close(res["grad"], x_ref.grad[sl], rtol=1e-9, atol=1e-9)
+                # a rank's weight gradient is its share; DDP sums the shares
+                for i, p in enumerate(ref.parameters()):
+                    total = sum(r[(affine, step)]["params"][i] for r in results)
+                    torch.testing.assert_close(total, p.grad, rtol=1e-9, atol=1e-9)
+                for k, v in ref.state_dict().items():
+                    torch.testing.assert_close(res["state"][k], v, rtol=1e-9, atol=1e-9)
+                ref.zero_grad()
+        forward_ops, all_ops = got["collectives"]
+        assert [op for op in forward_ops if "all_reduce" in op] == ["_c10d_functional.all_reduce.default"]
+        assert sum("all_reduce" in op for op in all_ops) == 2  # one in the forward pass, one in the backward
+        assert got["breaks"] == 0

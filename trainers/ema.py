@@ -123,7 +123,7 @@ class EMAData:
     ``batch_size``: samples per pass (the per-process training batch);
     ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the device
     to run on (the trainer passes the model's own preprocessing);
-    ``num_workers``: loader processes.
+    ``num_workers``: loader processes (below 0, ``--nThreads -1``: read in this process).
     """
     dataset: object
     batch_size: int
@@ -212,7 +212,7 @@ class GeneratorEMA:
         order = np.random.default_rng([self.seed & 0xFFFFFFFF, 4099]).permutation(len(self.data.dataset))
         order = order[: self.bn_batches * batch_size].tolist()
         return torch.utils.data.DataLoader(self.data.dataset, batch_size=batch_size, sampler=order,
-                                           collate_fn=collate, num_workers=int(self.data.num_workers))
+                                           collate_fn=collate, num_workers=max(0, int(self.data.num_workers)))
 
     def prepare(self, netG, device=None):
         """Make the average usable: G's buffers, then BatchNorm statistics recomputed (see module doc).

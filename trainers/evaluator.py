@@ -159,7 +159,7 @@ class TrainingEvaluator:
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
         mine = self.my_batches()
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine],
-                                             collate_fn=collate, num_workers=int(self.opt.nThreads))
+                                             collate_fn=collate, num_workers=max(0, int(self.opt.nThreads)))
         own = next(netG.parameters()).device
         was_training = netG.training
         netG.to(device).eval()

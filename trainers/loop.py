@@ -51,8 +51,11 @@ def run_training(trainer, loader, schedule, start, visualizer, evaluator=None, l
                 t = (now - last_print) / (steps_since_print * trainer.opt.batchSize)  # s per image since the last
                 last_print, steps_since_print = now, 0
                 if main_process:
-                    visualizer.print_current_errors(epoch, epoch_iter, losses, t)
+                    visualizer.print_current_errors(epoch, epoch_iter, losses, t, step=step)
                     visualizer.plot_current_errors(losses, step)
+                    visualizer.plot_speed(trainer.optimizer_G.param_groups[0]["lr"],
+                                          trainer.optimizer_D.param_groups[0]["lr"], t * trainer.opt.batchSize,
+                                          trainer.opt.batchSize, step)
             if act.display and main_process and trainer.generated is not None:
                 visualizer.display_current_results(
                     {"input_label": data["label"], "synthesized_image": trainer.generated,
@@ -66,8 +69,9 @@ def run_training(trainer, loader, schedule, start, visualizer, evaluator=None, l
                 break
         end = schedule.after_epoch(epoch, epoch_iter, trainer.global_step, stopped)
         if end.save_latest:
-            trainer.save("latest", epoch, epoch_iter)  # the full training state, for --continue_train
-        if end.save_snapshot:
+            # the snapshot's networks (no training state), then latest_*, then the state saying the epoch is done
+            trainer.save("latest", epoch, epoch_iter, snapshot=str(epoch))
+        elif end.save_snapshot:
             trainer.save(str(epoch), epoch, epoch_iter, save_state=False)  # networks only (no training state)
         if end.report and main_process:
             bar.write(f"end of epoch {epoch}/{schedule.total_epochs}: {time.time() - epoch_start:.1f} s, "

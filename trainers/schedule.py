@@ -26,8 +26,8 @@ class StepActions:
 @dataclass(frozen=True)
 class EpochActions:
     """What to do at the end of an epoch: each field a bool."""
-    save_latest: bool    # the full training state, unless this step's state was saved already
-    save_snapshot: bool  # ``{epoch}_net_*.pth`` (networks only)
+    save_latest: bool    # the full training state with the snapshot's networks, unless this step's was saved
+    save_snapshot: bool  # the snapshot is due: ``{epoch}_net_*.pth`` (networks only)
     report: bool         # print the epoch's summary line
     stop: bool           # the run ends after this epoch's actions
 
@@ -95,6 +95,11 @@ class TrainingSchedule:
             steps = min(steps, max(1, self.max_steps - int(global_step)))  # one step at least, then the stop
         return steps
 
+    def snapshot_due(self, epoch):
+        """True when the end of ``epoch`` writes its snapshot ``{epoch}_net_*.pth`` (every ``save_epoch_freq``
+        epochs and the last, as the release did)."""
+        return epoch % self.save_epoch_freq == 0 or epoch == self.total_epochs
+
     # ------------------------------------------------------------ during the run
     def after_step(self, step, epoch, epoch_iter, first):
         """The :class:`StepActions` after global ``step``, batch ``epoch_iter`` of ``epoch`` (begun at ``first``)."""
@@ -104,7 +109,9 @@ class TrainingSchedule:
                     and (step % self.eval_freq == 0 or last))
         if evaluate:
             self.evaluated_at = step
-        save_latest = step % self.save_latest_freq == 0 or max_reached
+        # the save of a snapshot epoch's last step waits for the epoch's end, where the snapshot is written first
+        save_latest = (step % self.save_latest_freq == 0 or max_reached) and not (
+            epoch_iter >= self.steps_per_epoch and self.snapshot_due(epoch))
         if save_latest:
             self.latest_saved_at = step
         debug_done = self.debug and epoch_iter - first >= DEBUG_STEPS
@@ -116,11 +123,13 @@ class TrainingSchedule:
         """The :class:`EpochActions` at the end of ``epoch`` at global ``step`` (``stopped``: by --max_steps).
 
         A run stopped inside an epoch saves nothing more (its 'latest' is
-        written at the stop) and prints no epoch summary.
+        written at the stop) and prints no epoch summary. At a snapshot epoch,
+        'latest' is written with the snapshot (``save_latest``) unless this
+        step's state was saved already; then the snapshot alone.
         """
         if stopped and epoch_iter < self.steps_per_epoch:
             return EpochActions(save_latest=False, save_snapshot=False, report=False, stop=True)
-        snapshot = epoch % self.save_epoch_freq == 0 or epoch == self.total_epochs
+        snapshot = self.snapshot_due(epoch)
         save_latest = snapshot and self.latest_saved_at != step
         if save_latest:
             self.latest_saved_at = step

@@ -10,8 +10,8 @@ the background; :meth:`~SuperStyleNetTrainer.wait_for_saves`);
 :meth:`~SuperStyleNetTrainer.resume` (``--continue_train``) and
 :meth:`~SuperStyleNetTrainer.init_from` (``--init_from``) load files, raising
 :class:`util.errors.CheckpointError` naming the file. The order in which run
-settings are applied (batch norm, ``--channels_last``, EMA copy,
-``--compile``, DDP) is described in docs/training.md, "Trainer and checkpoints".
+settings are applied (batch norm, ``--channels_last``, EMA copy, DDP,
+``--compile``) is described in docs/training.md, "Trainer and checkpoints".
 """
 import contextlib
 import os
@@ -19,7 +19,8 @@ import os
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from models import checkpoints as ckpt, create_model
+from models import checkpoints as ckpt
+from models import create_model
 from models.networks.sync_batchnorm import select_batchnorm
 from trainers import parallel
 from trainers.ema import EMAData, GeneratorEMA
@@ -102,10 +103,10 @@ class SuperStyleNetTrainer:
         # the averaged generator copies netG as it is now: batch norm chosen, memory format set, not compiled
         data = None if ema_data is None else EMAData(*ema_data, self.generator_inputs, int(opt.nThreads))
         self.ema = GeneratorEMA.from_options(opt, self.model.netG, data=data)  # None with --ema_decay 0
-        if opt.compile:
-            self.compile_networks()
         if distributed:
             self.wrap_distributed(ddp_device_ids)
+        if opt.compile:  # after DDP wrapping, as torch documents
+            self.compile_networks()
         self.amp_dtype = amp_dtype(opt)
         if opt.amp and self.amp_dtype is None:
             print("[trainer] --amp: float32 on the CPU (pass --amp_dtype bfloat16 to autocast there anyway)")
@@ -119,28 +120,21 @@ class SuperStyleNetTrainer:
         self.writer = ckpt.CheckpointWriter(background=True)
         self.loaded_files = []  # the files the latest resume / init_from read
         self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
+        self.resumed_batch_size = None  # the global batch size the resumed training state was saved with
 
     # ------------------------------------------------------------ run settings
     def compile_networks(self):
-        """``torch.compile`` G, D and the VGG loss in place (names and state dicts unchanged).
-
-        Static shapes (the training batch never changes). Spectral norm's
-        power iteration is moved out of the compiled graphs first
-        (:mod:`models.networks.compile_support`: with it inside, inductor's
-        gradients of ``weight_orig`` were wrong). The backend is
-        ``--compile_backend`` (inductor by default; ``aot_eager`` traces without
-        generating code, which the CPU test uses because inductor's C++
-        compilation takes many minutes on a small CPU).
+        """``torch.compile`` G, D and the VGG loss in place, after DDP wrapping
+        (:func:`models.networks.compile_support.compile_model`: spectral norm's
+        power iteration runs eagerly before each network call, so each call is
+        one graph). The backend is ``--compile_backend`` (inductor by default;
+        ``aot_eager`` traces without generating code, which the CPU tests use
+        because inductor's C++ compilation takes many minutes on a small CPU).
         """
         # here, not at the top: it imports torch._dynamo (about 1.5 s), needed with --compile only
-        from models.networks.compile_support import make_compile_safe
+        from models.networks.compile_support import compile_model
 
-        kw = {"dynamic": False, "backend": self.opt.compile_backend}
-        for net in (self.model.netG, self.model.netD):
-            make_compile_safe(net)  # spectral norm's power iteration outside the graph (inductor's gradients)
-            net.compile(**kw)
-        if hasattr(self.model, "criterionVGG"):
-            self.model.criterionVGG.compile(**kw)
+        compile_model(self.model, self.opt.compile_backend)
 
     def wrap_distributed(self, device_ids):
         """DistributedDataParallel around netG and netD, each on its own.
@@ -260,11 +254,13 @@ class SuperStyleNetTrainer:
             self.ema.reset_to(self.model.netG)
         return notes
 
-    def save(self, which_epoch, epoch, epoch_iter, save_state=True):
+    def save(self, which_epoch, epoch, epoch_iter, save_state=True, snapshot=None):
         """Write ``{which_epoch}_net_{G,D}.pth`` and (``save_state``) ``{which_epoch}_train_state.pth``.
 
         With the EMA generator also ``{which_epoch}_net_G_ema.pth`` (prepared: BatchNorm
         statistics recomputed), which is also part of the training state.
+        ``snapshot`` (e.g. ``"10"``): also the epoch snapshot ``{snapshot}_net_*.pth``
+        of the same weights, written before the others.
 
         ``epoch`` (1-based) and ``epoch_iter`` (batches done in it) say where to resume.
         The training loop keeps the full state for ``latest`` only; epoch
@@ -280,19 +276,22 @@ class SuperStyleNetTrainer:
         rng_ranks = dist_util.all_gather_objects(ckpt.get_rng_state(self.opt.device)) if save_state else None
         if not dist_util.is_main_process():
             return
-        self.writer.submit(self.checkpoint_files(which_epoch, epoch, epoch_iter, rng_ranks))
+        self.writer.submit(self.checkpoint_files(which_epoch, epoch, epoch_iter, rng_ranks, snapshot=snapshot))
 
-    def checkpoint_files(self, which_epoch, epoch, epoch_iter, rng_ranks=None):
+    def checkpoint_files(self, which_epoch, epoch, epoch_iter, rng_ranks=None, snapshot=None):
         """The ``(object, path)`` pairs of one save, in the order they are written, as private CPU copies.
 
         ``rng_ranks``: every rank's RNG state (:func:`models.checkpoints.get_rng_state`),
-        or None for networks only (an epoch snapshot).
+        or None for networks only (an epoch snapshot). The order makes a kill at
+        any point harmless (models/checkpoints.py): ``snapshot``'s network
+        files, then ``which_epoch``'s, then the training state, whose ``files``
+        record the writer fills in.
         """
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
         netG, netD = ckpt.cpu_state_dict(self.model.netG), ckpt.cpu_state_dict(self.model.netD)
-        files = []
-        if rng_ranks is not None:
+        state = None
+        if rng_ranks is not None:  # built before the EMA is prepared for its file (as an uninterrupted run)
             state = {
                 "version": ckpt.TRAIN_STATE_VERSION,
                 "netG": netG, "netD": netD,
@@ -301,6 +300,8 @@ class SuperStyleNetTrainer:
                 "scaler": ckpt.cpu_copy(self.scaler.state_dict()),
                 "epoch": int(epoch), "epoch_iter": int(epoch_iter), "global_step": int(self.global_step),
                 "rng": rng_ranks[0],
+                "files": None,  # the records of the network files below, filled in by the writer
+                "batch_size": int(self.opt.batchSize),  # a resume with another batch size says what it does
             }
             if len(rng_ranks) > 1:
                 state["rng_ranks"] = list(rng_ranks)
@@ -308,13 +309,37 @@ class SuperStyleNetTrainer:
                 state["ema"] = self.ema.state_dict()
             if self.evaluator is not None:
                 state["evaluation"] = ckpt.cpu_copy(self.evaluator.state_dict())
-            files.append((ckpt.check_train_state(state), ckpt.train_state_path(folder, which_epoch)))
-        files.append((netG, ckpt.network_path(folder, which_epoch, "G")))
-        files.append((netD, ckpt.network_path(folder, which_epoch, "D")))
+            ckpt.check_train_state(state)
+        nets = [(netG, "G"), (netD, "D")]
         if self.ema is not None:
-            files.append((self.ema.network_state_dict(self.model.netG, self.opt.device),
-                          ckpt.network_path(folder, which_epoch, ckpt.EMA_NET)))
+            nets.append((self.ema.network_state_dict(self.model.netG, self.opt.device), ckpt.EMA_NET))
+        files = []
+        for which in ([str(snapshot)] if snapshot is not None else []) + [which_epoch]:
+            files += [(obj, ckpt.network_path(folder, which, net)) for obj, net in nets]
+        if state is not None:
+            files.append((state, ckpt.train_state_path(folder, which_epoch)))
         return files
+
+    def repair_latest(self, which_epoch="latest", log=print):
+        """Rewrite the network files of ``which_epoch`` that differ from its training state (rank 0).
+
+        After a save was killed between its network files and its training
+        state, the resumed run (which holds that state) writes the networks
+        again, so the ``latest`` files agree. Returns the names rewritten.
+        """
+        folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
+        if not dist_util.is_main_process():
+            return []
+        step, bad = ckpt.latest_mismatches(folder, which_epoch)
+        if not bad:
+            return []
+        files = [(obj, path) for obj, path in self.checkpoint_files(which_epoch, 0, 0)
+                 if os.path.basename(path) in bad]
+        self.writer.submit(files)
+        self.writer.wait()
+        log(f"note: {', '.join(bad)} did not match {which_epoch}_train_state.pth (global step {step}; a save "
+            "was interrupted): rewritten from the training state")
+        return bad
 
     def wait_for_saves(self):
         """Block until every file handed to the background writer is on disk (raises a failed write)."""
@@ -405,6 +430,7 @@ class SuperStyleNetTrainer:
         self._load_ema_and_evaluation(state, path)
         self._restore_rng(state, path)
         self.global_step = int(state["global_step"])
+        self.resumed_batch_size = state.get("batch_size")
         self.set_epoch_lr(int(state["epoch"]))
         return int(state["epoch"]), int(state["epoch_iter"])
 

@@ -3,13 +3,38 @@ import numpy as np
 import torch
 
 
+def to_unit_range(arr):
+    """uint8 array (any shape) -> float32 tensor ``x / 255 * 2 - 1``, computed in float32."""
+    return torch.from_numpy(np.asarray(arr, dtype=np.float32) / 255.0) * 2.0 - 1.0
+
+
+# float32 value of each uint8 level, by the arithmetic of to_unit_range (a table: exact on any device)
+_LEVELS = to_unit_range(np.arange(256, dtype=np.uint8))
+
+
+def normalise_image(image, dtype=torch.float32):
+    """uint8 tensor (any shape, any device) -> ``dtype`` tensor in [-1, 1] on the same device.
+
+    Looks every level up in a 256-entry float32 table computed by the host
+    arithmetic of :func:`data.transforms.transform_image` (``x / 255 * 2 - 1`` in float32), so
+    a batch of :func:`data.transforms.transform_image_uint8` images normalised on a GPU equals
+    the batch :func:`data.transforms.transform_image` builds on the host bit for bit (and a
+    device's own division, which may multiply by the reciprocal, never enters).
+    """
+    levels = _LEVELS.to(image.device, non_blocking=True)
+    return levels[image.long()].to(dtype)
+
+
 def tensor2im(image):
-    """``(C, H, W)`` or ``(B, C, H, W)`` tensor in [-1, 1] -> ``(H, W, 3)`` / ``(B, H, W, 3)`` uint8 array.
+    """``(C, H, W)`` or ``(B, C, H, W)`` tensor in [-1, 1] (or uint8 levels) -> ``(H, W, 3)`` / ``(B, H, W, 3)`` uint8 array.
 
     ``C`` is 3 (RGB) or 1 (grey, ``--output_nc 1``), which is repeated into the three channels.
     """
-    arr = image.detach().float().cpu().clamp(-1, 1)
-    arr = ((arr + 1.0) * 127.5).round().to(torch.uint8).numpy()
+    if image.dtype == torch.uint8:  # levels as the loader of a GPU run carries them
+        arr = image.detach().cpu().numpy()
+    else:
+        arr = image.detach().float().cpu().clamp(-1, 1)
+        arr = ((arr + 1.0) * 127.5).round().to(torch.uint8).numpy()
     arr = np.moveaxis(arr, -3, -1)
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)

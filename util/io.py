@@ -80,6 +80,33 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def leftover_temporaries(folder):
+    """Temporary files of :func:`atomic_path` in ``folder`` (``.<name>.<random>.tmp``), left by a killed write.
+
+    Only call this while no other process writes in ``folder`` (e.g. under
+    the run lock of a checkpoint folder).
+    """
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.startswith(".") and n.endswith(".tmp") and n.count(".") >= 3
+                  and os.path.isfile(os.path.join(folder, n)))
+
+
+def remove_temporaries(folder):
+    """Remove :func:`leftover_temporaries` of ``folder``; returns ``(paths, bytes freed)``."""
+    removed, freed = [], 0
+    for path in leftover_temporaries(folder):
+        try:
+            size = os.path.getsize(path)
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+        freed += size
+    return removed, freed
+
+
 def write_bytes_atomic(path, data):
     """Atomically write ``data`` (bytes) to ``path``."""
     with atomic_path(path) as tmp:

@@ -137,6 +137,23 @@ def vgg19_conv_stack():
     return make_layers(cfgs["E"], batch_norm=False)
 
 
+def resolve_vgg19_path(path=None):
+    """The VGG19 weights file to load: ``path``, or torch's hub cache (:func:`default_vgg19_path`) when None.
+
+    Raises CheckpointError, saying how to obtain the file, when it does not
+    exist (train.py calls this before it builds any network).
+    """
+    path = path or default_vgg19_path()
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"VGG19 weights not found at {path}. The perceptual loss needs torchvision's ImageNet "
+            f"VGG19 ({VGG19_FILENAME}). On a machine with internet run "
+            "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"`, then "
+            f"copy <torch.hub.get_dir()>/checkpoints/{VGG19_FILENAME} here or pass --vgg_path FILE. "
+            "To train without it, pass --no_vgg_loss.")
+    return path
+
+
 def load_vgg19(path=None):
     """The frozen VGG19 feature extractor with torchvision's ImageNet weights.
 
@@ -150,14 +167,7 @@ def load_vgg19(path=None):
         ``VGG19Features(vgg19_conv_stack())`` to the model instead.)
     """
     features = vgg19_conv_stack()
-    path = path or default_vgg19_path()
-    if not os.path.isfile(path):
-        raise CheckpointError(
-            f"VGG19 weights not found at {path}. The perceptual loss needs torchvision's ImageNet "
-            f"VGG19 ({VGG19_FILENAME}). On a machine with internet run "
-            "`python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\"`, then "
-            f"copy <torch.hub.get_dir()>/checkpoints/{VGG19_FILENAME} here or pass --vgg_path FILE. "
-            "To train without it, pass --no_vgg_loss.")
+    path = resolve_vgg19_path(path)
     state = load_torch_file(path, "VGG19 weights file")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a torchvision VGG19 state_dict (got {type(state).__name__})")

@@ -7,26 +7,30 @@
 * Evaluation mode: normalise with the running statistics (``F.batch_norm``).
 * Training mode, single process (or ``torch.distributed`` not initialised, or
   world size 1): exactly ``F.batch_norm`` with batch statistics.
-* Training mode with ``torch.distributed`` initialised and world size > 1: the
-  per-channel sum and element count, then the per-channel sum of squared
-  deviations from the global mean (two passes, as in one process), are
-  all-reduced over the default process group with an autograd-aware all-reduce (:class:`AllReduceSum`,
-  the same rule as ``torch.distributed.nn.functional.all_reduce``, which torch
-  2.14 deprecates: the gradient of a sum all-reduce is the sum all-reduce of
-  the gradients), so the forward pass uses the
-  global batch statistics and the backward pass sends the matching gradient
-  contributions to every rank. This works with the CPU ``gloo`` backend as well
-  as NCCL (``torch.nn.SyncBatchNorm`` supports CUDA only).
+* Training mode with ``torch.distributed`` initialised and world size > 1:
+  each rank computes its element count, per-channel mean and per-channel sum
+  of squared deviations from that mean (two passes over its own data), writes
+  them into its row of a zero ``(world, 2C + 1)`` tensor, and one sum
+  all-reduce of that tensor (torch's functional collective, whose autograd
+  rule sends the summed gradients back) gives every rank every rank's
+  statistics. The global mean and variance follow by the parallel-variance
+  formula (``M2 = Σ M2_r + Σ n_r (mean_r - mean)²``), as precise as two
+  passes over the whole batch; the backward pass makes one more all-reduce.
+  This works with the CPU ``gloo`` backend and with NCCL.
 
-Every rank must call the layer the same number of times per step (collective).
-No value is read back to the host: the global element count stays a tensor.
+One collective per layer and direction, every shape static and nothing read
+back to the host (the counts stay tensors; the rank is a Python constant), so
+the layer traces into one graph under ``torch.compile(fullgraph=True)``
+(tested on gloo with ``aot_eager``). Every rank must call the layer the same
+number of times per step (collective). Float16 and bfloat16 inputs are
+normalised with float32 statistics and returned in their own dtype.
 
 Which implementation runs is decided by :func:`select_batchnorm`, which the
 trainer calls once the process group is known: torch's own ``nn.BatchNorm2d``
-in a single process, torch's ``nn.SyncBatchNorm`` (fused CUDA kernels) when
-running distributed on CUDA, and this layer only where torch's does not serve:
-distributed on the CPU (gloo). The networks are built with this layer as the
-marker "batch norm that synchronises when distributed"; all three have the
+in a single process and this layer across processes, on CUDA too
+(torch's ``nn.SyncBatchNorm`` reads a value back to the host in every call
+and breaks dynamo's graph there). The networks are built with this layer as
+the marker "batch norm that synchronises when distributed"; both have the
 same state-dict keys, so checkpoints move freely between them.
 """
 import torch
@@ -43,27 +47,18 @@ def distributed_world_size():
     return 1
 
 
-class AllReduceSum(torch.autograd.Function):
-    """Differentiable sum all-reduce over the default process group (synchronous).
+def all_reduce_sum(x):
+    """Differentiable sum all-reduce of ``x`` over the default process group (functional collective).
 
-    forward: every rank gets Σ_ranks x; backward: every rank gets Σ_ranks grad.
+    forward: every rank gets Σ_ranks x; backward: every rank gets Σ_ranks grad
+    (torch's registered autograd rule). Traceable by dynamo without a break.
     """
+    import torch.distributed as dist
+    import torch.distributed._functional_collectives  # noqa: F401 (registers the collectives' autograd rules)
 
-    @staticmethod
-    def forward(ctx, x):
-        import torch.distributed as dist
-
-        out = x.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch.distributed as dist
-
-        grad = grad.clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
+    group_name = dist.group.WORLD.group_name
+    out = torch.ops._c10d_functional.all_reduce(x.contiguous(), "sum", group_name)
+    return torch.ops._c10d_functional.wait_tensor(out)
 
 
 class SyncBatchNorm2d(nn.Module):
@@ -112,25 +107,31 @@ class SyncBatchNorm2d(nn.Module):
         return self._forward_distributed(x)
 
     def _forward_distributed(self, x):
-        # Two passes, as a single-process batch norm does: first the global
-        # mean, then the global sum of squared deviations from it. (The
-        # one-pass E[x²] - E[x]² loses float32 precision when |mean| >> std.)
-        c = self.num_features
-        local_count = x.new_full((1,), float(x.numel() // c))
-        stats = AllReduceSum.apply(torch.cat([x.sum(dim=(0, 2, 3)), local_count]))
-        total_sum, count = stats[:c], stats[c]
-        mean = total_sum / count
-        centred = x - mean.view(1, c, 1, 1)
-        var = AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3))) / count
+        import torch.distributed as dist
+
+        c, world, rank = self.num_features, dist.get_world_size(), dist.get_rank()
+        acc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        n_local = x.numel() // c  # from the shape: a Python number, no sync
+        if n_local:
+            local_mean = acc.mean(dim=(0, 2, 3))
+            local_m2 = (acc - local_mean.view(1, c, 1, 1)).square().sum(dim=(0, 2, 3))
+        else:  # an empty share contributes nothing (and no NaN)
+            local_mean = local_m2 = acc.new_zeros(c)
+        row = torch.cat([acc.new_full((1,), float(n_local)), local_mean, local_m2])
+        stats = all_reduce_sum(F.pad(row[None], (0, 0, rank, world - 1 - rank)))  # (world, 2C + 1)
+        counts, means, m2s = stats[:, :1], stats[:, 1:c + 1], stats[:, c + 1:]
+        count = counts.sum()
+        mean = (counts * means).sum(0) / count
+        var = (m2s.sum(0) + (counts * (means - mean).square()).sum(0)) / count
         with torch.no_grad():
             # unbiased running variance, n / (n - 1) kept on the device (no host sync)
             unbiased = var * (count / (count - 1.0).clamp(min=1.0))
-            self.running_mean.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach())
-            self.running_var.mul_(1.0 - self.momentum).add_(self.momentum * unbiased.detach())
-        out = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+            self.running_mean.mul_(1.0 - self.momentum).add_(self.momentum * mean.detach().to(self.running_mean))
+            self.running_var.mul_(1.0 - self.momentum).add_(self.momentum * unbiased.detach().to(self.running_var))
+        out = (acc - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        return out
+        return out.to(x.dtype)
 
 
 def _copy_bn_state(src, cls):
@@ -149,8 +150,7 @@ def select_batchnorm(module, world_size=1, device_type="cpu"):
     """Replace every :class:`SyncBatchNorm2d` in ``module`` by the best implementation for the run.
 
     * ``world_size == 1``: ``nn.BatchNorm2d`` (same arithmetic as this layer in one process);
-    * ``world_size > 1`` on CUDA: ``nn.SyncBatchNorm`` (torch's fused kernels, no host sync);
-    * ``world_size > 1`` elsewhere (CPU / gloo): this layer is kept.
+    * ``world_size > 1``, on any device: this layer is kept (module docstring).
 
     eps, momentum, affine parameters (the same Parameter objects), running
     statistics (device and dtype) and the train/eval mode are carried over;
@@ -161,8 +161,6 @@ def select_batchnorm(module, world_size=1, device_type="cpu"):
     def replacement(m):
         if world_size <= 1:
             return _copy_bn_state(m, nn.BatchNorm2d)
-        if device_type == "cuda":
-            return _copy_bn_state(m, nn.SyncBatchNorm)
         return m
 
     if isinstance(module, SyncBatchNorm2d):
