@@ -46,7 +46,8 @@ def check_training_files(opt, vgg=True):
         if not os.path.isfile(state) and not (which.isdigit() and all(os.path.isfile(p) for p in nets)):
             needs = (f"{which}_net_G.pth and {which}_net_D.pth (or {which}_train_state.pth)" if which.isdigit()
                      else os.path.basename(state))
-            raise CheckpointError(f"{state}: not found; --continue_train --which_epoch {which} needs {needs} "
+            missing = next(p for p in nets if not os.path.isfile(p)) if which.isdigit() else state
+            raise CheckpointError(f"{missing}: not found; --continue_train --which_epoch {which} needs {needs} "
                                   f"in {folder}")
 
 
