@@ -36,10 +36,11 @@ import threading
 import numpy as np
 import torch
 
+from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
 from util.errors import CheckpointError
 from util.disk import format_bytes  # noqa: F401  (part of this module's interface)
-from util.io import remove_temporaries, torch_save_atomic
-from util.torch_io import load_torch_file
+from util.io import remove_temporaries
+from util.torch_io import load_torch_file, torch_save_atomic
 
 TRAIN_STATE_VERSION = 1
 TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "epoch", "epoch_iter",
@@ -330,7 +331,7 @@ class CheckpointWriter:
     already private CPU copies (the training goes on changing its own), first
     waiting for the previous save to finish, so at most one save's copy is held
     in host memory while the training continues. Each file is written with
-    :func:`util.io.torch_save_atomic`. A failed write is raised as
+    :func:`util.torch_io.torch_save_atomic`. A failed write is raised as
     :class:`CheckpointError` (naming the file) by the next :meth:`submit` or
     :meth:`wait`; files written before it stay, the file that failed keeps its
     previous version. ``background=False`` writes in the calling thread.
@@ -417,8 +418,6 @@ def load_networks(model, folder, which_epoch, log=print):
     notes about ignored release tensors. Raises :class:`CheckpointError`
     naming the file for a missing G or a file that does not fit.
     """
-    from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
-
     g_path = network_path(folder, which_epoch, "G")
     if not os.path.isfile(g_path):
         raise CheckpointError(f"{g_path}: generator weights not found")
@@ -465,7 +464,8 @@ def configuration_sizes(opt, ema):
     from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
 
     with torch.device("meta"):
-        return checkpoint_sizes(SuperStyleNetGenerator(opt), MultiscaleDiscriminator(opt), ema=ema)
+        return checkpoint_sizes(SuperStyleNetGenerator.from_options(opt), MultiscaleDiscriminator.from_options(opt),
+                                ema=ema)
 
 
 def planned_files(folder, sizes, snapshot_epochs):

@@ -47,10 +47,10 @@ class SuperStyleNetModel(nn.Module):
         self.opt = opt
         self.label_nc = opt.semantic_nc
         self.is_train = bool(opt.isTrain)
-        self.netG = networks.SuperStyleNetGenerator(opt)
+        self.netG = networks.SuperStyleNetGenerator.from_options(opt)
         self.loss_weights = {}
         if self.is_train:
-            self.netD = networks.MultiscaleDiscriminator(opt)
+            self.netD = networks.MultiscaleDiscriminator.from_options(opt)
             self.criterionGAN = networks.GANLoss(opt.gan_mode)
             self.loss_weights.update({"GAN": 1.0, "D_Fake": 1.0, "D_real": 1.0})
             if not opt.no_ganFeat_loss:
@@ -62,6 +62,9 @@ class SuperStyleNetModel(nn.Module):
                 self.loss_weights["VGG"] = float(opt.lambda_vgg)
         self.memory_format = torch.contiguous_format
         self._wrappers = {}
+        # set by models.networks.compile_support.compile_model: spectral norm's power iteration runs
+        # eagerly before each call of G or D, outside the compiled graphs
+        self.spectral_norm_prestep = False
 
     # ------------------------------------------------------------ run settings
     def set_parallel_wrappers(self, netG=None, netD=None):
@@ -159,7 +162,7 @@ class SuperStyleNetModel(nn.Module):
         segmap, image, codes = self.preprocess_input(data)
         if mode == "inference":
             with torch.no_grad():
-                return self.netG(segmap, codes)
+                return self.call_network("netG", segmap, codes)
         if not self.is_train:
             raise OptionError(f"mode {mode!r} needs a model built with isTrain=True")
         if image is None:
@@ -168,11 +171,23 @@ class SuperStyleNetModel(nn.Module):
             return self.generator_losses(segmap, image, codes)
         return self.discriminator_losses(segmap, image, codes)
 
+    def call_network(self, name, *inputs, wrapper=None):
+        """Call ``self.<name>`` (or ``wrapper``, e.g. its DDP wrapper) on ``inputs``.
+
+        With ``spectral_norm_prestep`` (``--compile``) spectral norm's power
+        iteration of that network runs first, eagerly
+        (:func:`models.networks.compile_support.update_spectral_norms`).
+        """
+        net = getattr(self, name)
+        if self.spectral_norm_prestep:
+            networks.update_spectral_norms(net)
+        return (wrapper or net)(*inputs)
+
     def discriminate(self, segmap, fake, real, netD=None):
         """Run D (``netD``, default ``self.netD``) once on [fake; real], each concatenated with the
         segmap; returns (pred_fake, pred_real)."""
         fake_and_real = torch.cat([torch.cat([segmap, fake], 1), torch.cat([segmap, real], 1)], 0)
-        pred = (netD or self.netD)(fake_and_real)
+        pred = self.call_network("netD", fake_and_real, wrapper=netD)
         b = fake.shape[0]
         pred_fake = [[f[:b] for f in scale] for scale in pred]
         pred_real = [[f[b:] for f in scale] for scale in pred]
@@ -180,7 +195,7 @@ class SuperStyleNetModel(nn.Module):
 
     def generator_losses(self, segmap, image, codes):
         """Raw G losses and the generated image (D's parameters get no gradient)."""
-        fake = self._wrappers.get("netG", self.netG)(segmap, codes)
+        fake = self.call_network("netG", segmap, codes, wrapper=self._wrappers.get("netG"))
         with frozen_parameters(self.netD):
             pred_fake, pred_real = self.discriminate(segmap, fake, image)
         losses = {"GAN": self.criterionGAN(pred_fake, True, for_discriminator=False)}
@@ -193,7 +208,7 @@ class SuperStyleNetModel(nn.Module):
     def discriminator_losses(self, segmap, image, codes):
         """Raw D losses; the generated image is computed without grad."""
         with torch.no_grad():
-            fake = self.netG(segmap, codes)
+            fake = self.call_network("netG", segmap, codes)
         pred_fake, pred_real = self.discriminate(segmap, fake, image, self._wrappers.get("netD"))
         return {
             "D_Fake": self.criterionGAN(pred_fake, False, for_discriminator=True),

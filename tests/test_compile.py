@@ -1,6 +1,11 @@
 """``--compile``: a compiled training run gives the result of the eager run (CPU).
 
-The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``).
+The trainer compiles G, D and the VGG loss in place (``nn.Module.compile``),
+after wrapping them in DDP when distributed; spectral norm's power iteration
+runs eagerly before each network call. Dynamo's counters must show one graph
+per network call (five per step), no graph break and no recompile, with a
+recompile-limit fallback turned into an error; in one process and on two gloo
+processes under DDP.
 Two full ``train_step``s (G and D updates with Adam, noise on) run in an eager
 and a compiled trainer built from the same seed, in float64; compared: the
 losses of the first step (1e-9 relative), every gradient the optimisers apply
@@ -36,8 +41,16 @@ def _batch():
             "codes": torch.randn(2, 2, 512, generator=g), "path": ["a.png", "b.png"]}
 
 
+def _dynamo_counts():
+    """Dynamo's counters of graphs (``stats.unique_graphs``), compiled frames and graph breaks so far."""
+    from torch._dynamo.utils import counters
+
+    return {k: dict(counters[k]) for k in ("frames", "stats", "graph_break")}
+
+
 def _run(compiled, backend):
     """Two training steps; returns (losses per step, gradients applied per optimiser step)."""
+    import torch._dynamo
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     torch.manual_seed(0)
@@ -55,8 +68,10 @@ def _run(compiled, backend):
     try:
         data = _batch()
         torch.manual_seed(7)
-        for _ in range(2):
-            trainer.train_step(data)
+        for step in range(2):
+            # after the first step every graph exists: a recompile (new shapes, new guards) is an error
+            with torch._dynamo.config.patch(error_on_recompile=step > 0):
+                trainer.train_step(data)
             losses.append(trainer.latest_losses())
     finally:
         handle.remove()
@@ -73,13 +88,22 @@ def test_compiled_training_steps_match_eager(backend, monkeypatch):
     import torch._dynamo
     import torch._inductor.config
 
+    from torch._dynamo.utils import counters
+
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)  # a fallback fails the test
     torch._dynamo.reset()
     try:
         eager_losses, eager_grads = _run(False, backend)
+        counters.clear()
         comp_losses, comp_grads = _run(True, backend)
+        counts = _dynamo_counts()
     finally:
         torch._dynamo.reset()
+    # the whole step compiled: G with grad, D with frozen parameters and VGG (G step), G without grad and
+    # D (D step), one graph per network call, no break; the second step recompiled nothing (_run)
+    assert counts["graph_break"] == {}, counts["graph_break"]
+    assert counts["stats"]["unique_graphs"] == 5 and counts["frames"] == {"total": 5, "ok": 5}, counts
     assert set(eager_losses[0]) == {"GAN", "GAN_Feat", "VGG", "D_Fake", "D_real"}
     for step in range(2):
         for k, v in eager_losses[step].items():
@@ -122,3 +146,53 @@ def test_compile_safe_spectral_norm_equals_torchs_hook_in_eager_mode():
         for (name, b_ref), b in zip(ref.named_buffers(), ours.buffers()):
             assert torch.equal(b, b_ref), name  # the same power-iteration updates
     assert ref.state_dict().keys() == ours.state_dict().keys()
+
+
+def _ddp_compile_worker(rank, world, init_file, result_file):
+    """Two compiled training steps under DDP (no VGG): dynamo's counters and a digest of G's weights."""
+    import hashlib
+
+    import torch._dynamo
+    import torch.distributed as dist
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world)
+    try:
+        torch._dynamo.reset()
+        counters.clear()
+        torch.manual_seed(0)
+        opt = _opt(True, "aot_eager")
+        opt.no_vgg_loss = True
+        trainer = SuperStyleNetTrainer(opt, model=create_model(opt).double(), ddp_device_ids=None)
+        data = _batch()
+        losses = []
+        for step in range(2):
+            with torch._dynamo.config.patch(error_on_recompile=step > 0):
+                trainer.train_step(data)
+            losses.append(trainer.latest_losses())
+        weights = b"".join(p.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                           for p in trainer.model.netG.parameters())
+        torch.save({"counts": _dynamo_counts(), "losses": losses, "digest": hashlib.sha256(weights).hexdigest()},
+                   f"{result_file}.{rank}")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_compile_under_ddp_on_two_gloo_processes_makes_one_graph_per_call(tmp_path):
+    """DDP wraps first, then the networks are compiled: no break, no recompile in step 2, ranks in sync."""
+    import math
+
+    import torch.multiprocessing as mp
+
+    result = str(tmp_path / "result")
+    mp.spawn(_ddp_compile_worker, args=(2, str(tmp_path / "pg_init"), result), nprocs=2, join=True)
+    got = [torch.load(f"{result}.{rank}") for rank in range(2)]
+    for rank, res in enumerate(got):
+        counts = res["counts"]
+        assert counts["graph_break"] == {}, (rank, counts)
+        # G with grad and D with frozen parameters (G step); G without grad and D (D step)
+        assert counts["stats"]["unique_graphs"] == 4, (rank, counts)
+        assert all(math.isfinite(v) for step in res["losses"] for v in step.values())
+    assert got[0]["digest"] == got[1]["digest"]  # the averaged gradients kept both ranks' weights equal

@@ -60,6 +60,7 @@ def check_training_files(opt, vgg=True):
                 raise CheckpointError(f"{path}: not found; --continue_train --which_epoch {which} needs "
                                       f"{which}_net_G.pth and {which}_net_D.pth (or {which}_train_state.pth)")
 
+
 def planned_snapshot_epochs(opt, steps_per_epoch, snapshot_due):
     """The epochs whose snapshot this run may write (``snapshot_due(opt, epoch)``), up to ``--max_steps``."""
     last = opt.niter + opt.niter_decay

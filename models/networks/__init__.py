@@ -3,11 +3,12 @@
 Public names:
     SuperStyleNetGenerator, MultiscaleDiscriminator, GANLoss, VGGLoss,
     load_vgg19, VGG19Features, vgg19_conv_stack, feature_matching_loss, SyncBatchNorm2d,
-    modify_commandline_options.
+    compile_model, update_spectral_norms, modify_commandline_options.
 
 Each network reads its options namespace as built by :mod:`options`
 (``options.build_options`` outside the command line).
 """
+from models.networks.compile_support import compile_model, update_spectral_norms
 from models.networks.discriminator import MultiscaleDiscriminator
 from models.networks.generator import SuperStyleNetGenerator
 from models.networks.loss import GANLoss, VGG19Features, VGGLoss, feature_matching_loss, load_vgg19, vgg19_conv_stack
@@ -27,5 +28,5 @@ def modify_commandline_options(parser, is_train):
 __all__ = [
     "SuperStyleNetGenerator", "MultiscaleDiscriminator", "GANLoss", "VGGLoss", "load_vgg19", "VGG19Features",
     "vgg19_conv_stack",
-    "feature_matching_loss", "SyncBatchNorm2d", "modify_commandline_options",
+    "feature_matching_loss", "SyncBatchNorm2d", "compile_model", "update_spectral_norms", "modify_commandline_options",
 ]
