@@ -289,14 +289,14 @@ def load_train_state(path):
     return state
 
 
-def _payload_bytes(obj):
-    """Bytes of the tensors in a (nested) checkpoint object."""
+def payload_bytes(obj):
+    """Bytes of the tensors in a nested object (dicts, lists, tuples; other values count 0)."""
     if torch.is_tensor(obj):
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
-        return sum(_payload_bytes(v) for v in obj.values())
+        return sum(payload_bytes(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
-        return sum(_payload_bytes(v) for v in obj)
+        return sum(payload_bytes(v) for v in obj)
     return 0
 
 
@@ -311,10 +311,10 @@ def _write_failure(path, obj, error):
         free = free_bytes(folder)
     except OSError:
         free = None
-    full = getattr(error, "errno", None) in DISK_FULL_ERRNOS or (free is not None and free < _payload_bytes(obj))
+    full = getattr(error, "errno", None) in DISK_FULL_ERRNOS or (free is not None and free < payload_bytes(obj))
     if full:
         return (f"{path}: no space left on the device ({format_bytes(free or 0)} free, the file needs about "
-                f"{format_bytes(_payload_bytes(obj))}); the previous version of the file is kept. Free some "
+                f"{format_bytes(payload_bytes(obj))}); the previous version of the file is kept. Free some "
                 f"space and go on with --continue_train")
     return f"{path}: writing the checkpoint failed ({error}); the previous version of the file is kept"
 

@@ -194,3 +194,5 @@ def test_a_full_disk_during_a_save_is_named(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="writing the checkpoint failed .*enforce fail"):
         writer.submit([({"w": torch.zeros(1000)}, str(target))])
     assert not target.exists()
+    # what "needs about" counts: every tensor of a nested object, by its element size
+    assert ckpt.payload_bytes([{"a": torch.zeros(3)}, (torch.zeros(2, dtype=torch.float64), "x")]) == 3 * 4 + 2 * 8
