@@ -289,6 +289,36 @@ def load_train_state(path):
     return state
 
 
+def _payload_bytes(obj):
+    """Bytes of the tensors in a (nested) checkpoint object."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_payload_bytes(v) for v in obj)
+    return 0
+
+
+def _write_failure(path, obj, error):
+    """The message of a failed checkpoint write; a full disk is named as such (torch's writer raises a
+    RuntimeError without errno for it)."""
+    from util.disk import free_bytes
+    from util.io import DISK_FULL_ERRNOS
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        free = None
+    full = getattr(error, "errno", None) in DISK_FULL_ERRNOS or (free is not None and free < _payload_bytes(obj))
+    if full:
+        return (f"{path}: no space left on the device ({format_bytes(free or 0)} free, the file needs about "
+                f"{format_bytes(_payload_bytes(obj))}); the previous version of the file is kept. Free some "
+                f"space and go on with --continue_train")
+    return f"{path}: writing the checkpoint failed ({error}); the previous version of the file is kept"
+
+
 def _is_state_placeholder(obj):
     """A training state whose ``files`` record the writer fills in (see :class:`CheckpointWriter`)."""
     return isinstance(obj, dict) and "files" in obj and obj["files"] is None
@@ -341,8 +371,7 @@ class CheckpointWriter:
                 if digest is not None:
                     written[name] = file_record(path, digest)
             except (OSError, RuntimeError) as e:
-                self._error = CheckpointError(f"{path}: writing the checkpoint failed ({e}); the previous "
-                                              "version of the file is kept")
+                self._error = CheckpointError(_write_failure(path, obj, e))
                 return
 
     def _raise_error(self):

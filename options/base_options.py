@@ -269,8 +269,9 @@ class BaseOptions:
         if opt.preprocess_mode.endswith("_and_crop") and opt.load_size < opt.crop_size:
             raise OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size} "
                               f"with --preprocess_mode {opt.preprocess_mode}")
-        if not opt.name or os.sep in opt.name:
-            raise OptionError(f"--name {opt.name!r}: must be a non-empty folder name")
+        if not opt.name or os.sep in opt.name or (os.altsep and os.altsep in opt.name) or opt.name in (".", ".."):
+            raise OptionError(f"--name {opt.name!r}: must be a non-empty folder name (not '.' or '..'): the run's "
+                              f"files go to checkpoints_dir/name")
 
     # ---------------------------------------------------------------- printing
     def format_options(self, opt):

@@ -38,3 +38,18 @@ def test_bench_gpu_tiny_cpu_run_reports_every_configuration(tmp_path):
     assert len(rows) == 4 and all(ln.count("|") == rows[0].count("|") for ln in rows)
     assert "ours_cl / reference" in result["table"]
     assert bench_gpu.main(["--merge", str(out)])["table"] == result["table"]
+
+
+def test_bench_gpu_feeds_training_from_files_and_reports_the_compiled_graphs():
+    """The compiled variant (aot_eager here) is fed by the DataLoader and prints dynamo's counts: no break."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    result = bench_gpu.main(["--device", "cpu", "--tiny", "--variants", "ours_compile", "--tasks", "train",
+                             "--precisions", "fp32", "--no_vgg", "--no_flops", "--compile_backend", "aot_eager"])
+    (r,) = result["results"]
+    assert r["data"] == "loader" and r["loader_workers"] == 0 and r["losses_finite"]  # --nThreads -1 on the CPU
+    # G with grad and D with frozen parameters (G step), G without grad and D (D step)
+    assert r["dynamo"] == {"graphs": 4, "breaks": 0, "frames": 4}

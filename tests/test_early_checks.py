@@ -116,3 +116,12 @@ def test_continue_with_another_batch_size_says_what_it_does(tmp_path, data, caps
     out = capsys.readouterr().out
     assert "was saved with --batchSize 2; with --batchSize 4 an epoch has 1 steps" in out
     assert "not an exact continuation" in out
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b"])
+def test_name_must_be_one_folder_below_the_checkpoints_dir(tmp_path, data, capsys, name):
+    argv = _argv(tmp_path, data)
+    argv[argv.index("--name") + 1] = name
+    assert run_cli(train.main, argv) == 2
+    assert _error(capsys).startswith(f"error: --name {name!r}: must be a non-empty folder name")
+    assert not (tmp_path / "ck").exists()

@@ -10,6 +10,7 @@ def to_unit_range(arr):
 
 # float32 value of each uint8 level, by the arithmetic of to_unit_range (a table: exact on any device)
 _LEVELS = to_unit_range(np.arange(256, dtype=np.uint8))
+_LEVELS_ON = {torch.device("cpu"): _LEVELS}  # device -> the table there
 
 
 def normalise_image(image, dtype=torch.float32):
@@ -21,7 +22,9 @@ def normalise_image(image, dtype=torch.float32):
     the batch :func:`data.transforms.transform_image` builds on the host bit for bit (and a
     device's own division, which may multiply by the reciprocal, never enters).
     """
-    levels = _LEVELS.to(image.device, non_blocking=True)
+    levels = _LEVELS_ON.get(image.device)
+    if levels is None:  # copied to each device once (a copy from pageable memory would wait for the device)
+        levels = _LEVELS_ON[image.device] = _LEVELS.to(image.device)
     return levels[image.long()].to(dtype)
 
 
