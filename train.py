@@ -36,7 +36,8 @@ def main(argv=None, model=None):
     options, argv = TrainOptions(), list(sys.argv[1:] if argv is None else argv)
     slurm = dist_util.adopt_slurm_environment()  # srun with one task per GPU: SLURM_* -> torchrun's variables
     opt = options.parse(argv)
-    check_training_files(opt, vgg=model is None)  # VGG19, --eval_dir, --init_from, ...: before any network
+    if not dist_util.is_launched_distributed():  # a rank of a started run: the loads agree on all ranks or fail
+        check_training_files(opt, vgg=model is None)  # VGG19, --eval_dir, --init_from, ...: before any network
     if launch_processes(main, opt, argv, model):
         return None
     rank, world_size, log = start_process(opt, options, slurm)
