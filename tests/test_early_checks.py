@@ -1,5 +1,6 @@
 """Options' files checked before any network is built; SPADE/SEAN flags; the disk-space check; batch-size note."""
 import os
+import socket
 
 import pytest
 
@@ -130,7 +131,8 @@ def test_name_must_be_one_folder_below_the_checkpoints_dir(tmp_path, data, capsy
 def _rank0_check_worker(rank, port, out):
     import torch.distributed as dist
 
-    from trainers.file_checks import on_rank0_for_all
+    from trainers.file_checks import on_every_rank_for_all, on_rank0_for_all
+    from util.errors import InputError
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
 
@@ -143,9 +145,22 @@ def _rank0_check_worker(rank, port, out):
     except OutputError as e:
         result = str(e)
     on_rank0_for_all(rank == 0, lambda: None)  # nothing to share: every rank goes on
+
+    def missing_on_node_b():  # each machine checks its own disk; only rank 1's lacks the file
+        if rank == 1:
+            raise InputError("nodeB/vgg19.pth: VGG19 weights not found")
+
+    try:
+        on_every_rank_for_all(missing_on_node_b)
+        every = "passed"
+    except InputError as e:
+        every = str(e)
+    on_every_rank_for_all(lambda: None)
     dist.destroy_process_group()
     with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
         f.write(result)
+    with open(os.path.join(out, f"every{rank}.txt"), "w") as f:
+        f.write(every)
 
 
 def test_a_check_made_on_rank_0_stops_every_rank(tmp_path):
@@ -157,3 +172,7 @@ def test_a_check_made_on_rank_0_stops_every_rank(tmp_path):
     assert (tmp_path / "rank0.txt").read_text() == "ck/run/run.lock: another training run is using this checkpoint folder"
     assert (tmp_path / "rank1.txt").read_text() == \
         "rank 0: ck/run/run.lock: another training run is using this checkpoint folder"
+    # a check every rank makes: the failing rank is named, with its host, in the same line on every rank
+    host = socket.gethostname()
+    for r in range(2):
+        assert (tmp_path / f"every{r}.txt").read_text() == f"rank 1 on host {host}: nodeB/vgg19.pth: VGG19 weights not found"

@@ -9,7 +9,13 @@ stops a run whose checkpoints will not fit on the disk.
 """
 import os
 
-from util.errors import CheckpointError, OptionError
+from evaluation.metrics import resolve_inception_path
+from models import checkpoints as ckpt
+from models.networks.loss import resolve_vgg19_path
+from trainers.evaluator import eval_options
+from util import distributed as dist_util
+from util.disk import check_free_space
+from util.errors import USER_ERRORS, CheckpointError, OptionError
 
 
 def check_training_files(opt, vgg=True):
@@ -22,19 +28,11 @@ def check_training_files(opt, vgg=True):
     rank or none (``train.py``'s launcher checks them before it starts the
     processes).
     """
-    from models import checkpoints as ckpt
-
     if vgg and not opt.no_vgg_loss:
-        from models.networks.loss import resolve_vgg19_path
-
         resolve_vgg19_path(opt.vgg_path)
     if opt.eval_dir:
-        from trainers.evaluator import eval_options
-
         eval_options(opt)  # its labels/images/codes folders
     if opt.eval_dir and opt.eval_metric == "fid":  # otherwise FID is skipped with a note when the file is missing
-        from evaluation.metrics import resolve_inception_path
-
         try:
             resolve_inception_path(opt.inception_path)
         except CheckpointError as e:
@@ -77,8 +75,6 @@ def check_disk_space(opt, steps_per_epoch, snapshot_due, model=None, log=print):
     files already there that they replace; ``--ignore_disk_space`` skips the
     check. Returns the planned files (path -> bytes).
     """
-    from models import checkpoints as ckpt
-    from util.disk import check_free_space
 
     ema = opt.ema_decay > 0
     sizes = (ckpt.configuration_sizes(opt, ema) if model is None
@@ -98,19 +94,37 @@ def on_rank0_for_all(main_process, *checks):
     leave the other ranks waiting in a collective: rank 0's error (or None)
     is gathered, and every rank raises it as the same type.
     """
-    from util import distributed as dist_util
-    from util.errors import USER_ERRORS
+    return _agree_on_errors(checks if main_process else (), name_every_rank=False)
+
+
+def on_every_rank_for_all(*checks):
+    """Run ``checks`` on every rank; the first rank's user error is raised on every rank, naming that rank.
+
+    Machines may have their own disks: a file missing on one of them stops
+    every rank at once instead of leaving the others in a collective.
+    """
+    return _agree_on_errors(checks, name_every_rank=True)
+
+
+def _agree_on_errors(checks, name_every_rank):
+    """Run ``checks``; gather each rank's first user error; raise the lowest failing rank's on every rank.
+
+    ``name_every_rank``: every rank raises ``rank R on host H: <message>`` (the same line everywhere);
+    otherwise the failing rank raises its own error and the others ``rank R: <message>``.
+    """
 
     error = None
-    if main_process:
-        try:
-            for check in checks:
-                check()
-        except USER_ERRORS as e:
-            error = e
-    gathered = dist_util.all_gather_objects(None if error is None else (type(error).__name__, str(error)))
-    if error is not None:
+    try:
+        for check in checks:
+            check()
+    except USER_ERRORS as e:
+        error = e
+    mine = None if error is None else (type(error).__name__, str(error), dist_util.hostname())
+    gathered = dist_util.all_gather_objects(mine)
+    if error is not None and not name_every_rank:
         raise error
-    if gathered[0] is not None:
-        kind = {cls.__name__: cls for cls in USER_ERRORS}[gathered[0][0]]
-        raise kind(f"rank 0: {gathered[0][1]}")
+    for rank, item in enumerate(gathered):
+        if item is not None:
+            kind = {cls.__name__: cls for cls in USER_ERRORS}[item[0]]
+            where = f"rank {rank} on host {item[2]}" if name_every_rank else f"rank {rank}"
+            raise kind(f"{where}: {item[1]}") from error

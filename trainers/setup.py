@@ -19,7 +19,7 @@ from data.preflight import check_headers
 from models import create_model
 from models.checkpoints import checkpoint_sizes, format_bytes, remove_interrupted_saves
 from trainers.evaluator import build_evaluator
-from trainers.file_checks import check_disk_space, on_rank0_for_all
+from trainers.file_checks import check_disk_space, check_training_files, on_every_rank_for_all, on_rank0_for_all
 from trainers.parallel import seed_rank_noise
 from trainers.rank_agreement import load_on_every_rank
 from trainers.schedule import TrainingSchedule
@@ -72,6 +72,8 @@ def start_process(opt, options, slurm):
     """
     rank, world_size, _ = dist_util.init_distributed(use_cuda=bool(opt.gpu_ids), device=opt.device)
     cap_threads()  # torch's threads for this machine's cores / local processes (kept: OMP_NUM_THREADS)
+    if world_size > 1:  # each machine checks its own files (VGG19, --eval_dir); a single process: train.py
+        on_every_rank_for_all(lambda: check_training_files(opt, vgg=True))
     folder = os.path.join(opt.checkpoints_dir, opt.name)
     # one run per checkpoint folder (rank 0 holds the lock; its error stops every rank); what a killed save
     # left is removed under the lock
