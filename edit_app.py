@@ -13,6 +13,11 @@ unless ``--host`` and ``--allow_remote`` say otherwise. See docs/editor.md.
 import os
 import sys
 
+import torch
+
+from editor.engine import EditorEngine
+from editor.server import EditorServer, serve
+from models.checkpoints import network_path
 from options.editor_options import EditorOptions
 from util.cli import run_cli
 from util.errors import OptionError
@@ -24,12 +29,6 @@ def build(argv=None, model=None):
     ``model`` (optional): a prebuilt model whose generator weights are used as
     they are (tests, benchmarks); by default it is built from the options and checkpoint.
     """
-    import torch
-
-    from editor.engine import EditorEngine
-    from editor.server import EditorServer
-    from models.checkpoints import network_path
-
     options = EditorOptions()
     opt = options.parse(argv)
     if options.loaded_opt_file:
@@ -45,8 +44,6 @@ def build(argv=None, model=None):
 
 def main(argv=None):
     """Start the editor and serve until Ctrl-C."""
-    from editor.server import serve
-
     serve(build(argv))
 
 

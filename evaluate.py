@@ -19,8 +19,8 @@ import sys
 
 from evaluation.metrics import DEFAULT_SSIM, EVAL_SIZE_HELP, EVAL_SIZE_RULE, FID_WEIGHTS_NAME, SSIM_VARIANTS
 from evaluation.report import BATCH_SIZE_RULE, evaluate, format_table
-from util.cli import HelpFormatter
-from util.errors import USER_ERRORS, OutputError
+from util.cli import HelpFormatter, run_cli
+from util.errors import OutputError
 from util.flag_rules import check_flags, set_rules
 from util.io import check_output_file, write_text_atomic
 
@@ -53,35 +53,28 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    """CLI entry point; returns the exit status (0 ok, 1 some pairs failed, 2 bad input)."""
-    from util.threads import cap_threads
+def score(argv=None):
+    """Parse ``argv``, score the folders, print and write the report; 1 when some pairs failed, else 0.
 
-    cap_threads()  # torch's threads for the cores (kept: OMP_NUM_THREADS)
+    Bad input raises a :data:`util.errors.USER_ERRORS` error.
+    """
     parser = build_parser()
     opt = parser.parse_args(argv)
     output = opt.output or os.path.join(opt.results_dir, "metrics.json")
-    try:
-        check_flags(parser, opt)
-        check_output_file(output, "--output")  # before the work, not after it
-        if opt.fid and opt.fid_gt_stats:
-            check_fid_stats_path(opt.fid_gt_stats)
-        report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
-                          ssim_variant=opt.ssim_variant,
-                          allow_unpaired=opt.allow_unpaired, fid=opt.fid,
-                          inception_path=opt.inception_path,
-                          batch_size=opt.batch_size, device=opt.device, progress=not opt.no_progress,
-                          fid_gt_stats=opt.fid_gt_stats)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_flags(parser, opt)
+    check_output_file(output, "--output")  # before the work, not after it
+    if opt.fid and opt.fid_gt_stats:
+        check_fid_stats_path(opt.fid_gt_stats)
+    report = evaluate(opt.results_dir, opt.gt_dir, size=opt.size, gray_ssim=opt.gray_ssim,
+                      ssim_variant=opt.ssim_variant, allow_unpaired=opt.allow_unpaired, fid=opt.fid,
+                      inception_path=opt.inception_path, batch_size=opt.batch_size, device=opt.device,
+                      progress=not opt.no_progress, fid_gt_stats=opt.fid_gt_stats)
     print(format_table(report))
     try:
         write_text_atomic(output, json.dumps(report, indent=2, allow_nan=False) + "\n")
     except OSError as e:  # checked before the work; the folder changed since (full disk, permissions)
-        print(f"error: --output {output}: the report could not be written ({e}); the table above holds the "
-              f"means", file=sys.stderr)
-        return 2
+        raise OutputError(f"--output {output}: the report could not be written ({e}); the table above holds "
+                          "the means") from e
     print(f"wrote {output}")
     for msg in report["warnings"]:
         print(f"warning: {msg}", file=sys.stderr)
@@ -90,6 +83,11 @@ def main(argv=None):
     for msg in report["failures"]:
         print(f"failed: {msg}", file=sys.stderr)
     return 1 if report["failures"] else 0
+
+
+def main(argv=None):
+    """The command line: the exit status (0 ok, 1 some pairs failed, 2 bad input, printed as ``error: ...``)."""
+    return run_cli(score, argv)
 
 
 def check_fid_stats_path(path):

@@ -38,9 +38,12 @@ images. ``mix.json`` lists every cell's image file.
 import os
 import sys
 
+from tqdm import tqdm
+
+from data.class_names import find_class_names, parse_class_list, read_class_names
 from data.image_io import check_aspect_ratio, read_label, read_rgb, stem
-from datasets.class_names import find_class_names, parse_class_list, read_class_names
 from editing.style_mixing import StyleMixer, mix_grid, shift_class_colour
+from models.inference import load_inference_model
 from options.mix_options import MixOptions
 from util.cli import run_cli
 from util.errors import InputError, OptionError
@@ -54,8 +57,8 @@ def load_styles(opt, mixer, progress=True):
         return []
     if opt.style_codes:
         return [(stem(p), mixer.load_codes(p)) for p in opt.style_codes]
-    from tqdm import tqdm
 
+    # here, not at the top: SPSE loads numba (about 1 s), needed with --style_images only
     from spse.extractor import extract_style_codes
 
     styles = []
@@ -85,8 +88,6 @@ def page_facts(opt, info, class_label, alphas, edit_rgb):
 
 def main(argv=None):
     """Run style mixing with command-line ``argv``; returns the path of the HTML page."""
-    from models.inference import load_inference_model
-
     options = MixOptions()
     opt = options.parse(argv)  # validates the flags and the pairing of the file lists
     progress = not opt.no_progress
@@ -124,10 +125,5 @@ def main(argv=None):
     return path
 
 
-def cli(argv=None):
-    """Command-line entry: run :func:`main`; returns 0, or 2 after printing a clear error."""
-    return run_cli(main, argv)
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(run_cli(main))

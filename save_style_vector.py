@@ -15,9 +15,9 @@ parameters that differ from those recorded in ``--save_dir``. See docs/spse.md.
 import argparse
 import sys
 
+from spse.job import extract_dataset, format_summary
 from spse.limits import SIZE_HELP, SIZE_RULE
-from util.cli import HelpFormatter
-from util.errors import USER_ERRORS
+from util.cli import HelpFormatter, run_cli
 from util.flag_rules import POSITIVE, at_least, check_flags, set_rules
 
 
@@ -55,24 +55,26 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    """Parse ``argv``, run the extraction, print the summary; return the exit status."""
+def extract(argv=None):
+    """Parse ``argv``, run the extraction, print the summary; 1 when some pairs failed, else 0.
+
+    Bad input raises a :data:`util.errors.USER_ERRORS` error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    from spse.job import extract_dataset, format_summary
-
-    try:
-        check_flags(parser, args)
-        summary = extract_dataset(
-            args.image_dir, args.label_dir, args.save_dir, args.label_nc, size=args.size,
-            n_segments=args.n_segments, compactness=args.compactness, workers=args.workers,
-            num_shards=args.num_shards, shard_index=args.shard_index, overwrite=args.overwrite,
-            layout=args.layout, progress=not args.no_progress, crop=not args.no_crop, backend=args.backend)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_flags(parser, args)
+    summary = extract_dataset(
+        args.image_dir, args.label_dir, args.save_dir, args.label_nc, size=args.size,
+        n_segments=args.n_segments, compactness=args.compactness, workers=args.workers,
+        num_shards=args.num_shards, shard_index=args.shard_index, overwrite=args.overwrite,
+        layout=args.layout, progress=not args.no_progress, crop=not args.no_crop, backend=args.backend)
     print(format_summary(summary, args.save_dir))
     return 1 if summary["failed"] else 0
+
+
+def main(argv=None):
+    """The command line: the exit status (0 ok, 1 some pairs failed, 2 bad input, printed as ``error: ...``)."""
+    return run_cli(extract, argv, torch_threads=False)  # SPSE loads no torch
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from data.loader import create_dataloader
-from datasets.class_names import find_class_names, read_class_names
+from data.class_names import find_class_names, read_class_names
 from evaluation import metrics
 from models.inference import load_inference_model
 from options.test_options import TestOptions

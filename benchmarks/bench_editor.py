@@ -60,7 +60,7 @@ def write_samples(root, size, label_nc):
     from bench_spse import face_layout, load_photo
     from data.codes import save_codes
     from spse.extractor import extract_style_codes
-    from datasets.class_names import CELEBAMASK_HQ, write_class_names
+    from data.class_names import CELEBAMASK_HQ, write_class_names
     from util.io import save_image_atomic
 
     data = os.path.join(root, "data")

@@ -92,8 +92,8 @@ def worker(args):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model = create_model(opt, vgg=None if args.no_vgg else VGG19Features(vgg19_conv_stack()))
-    trainer = SuperStyleNetTrainer(opt, model=model)
     items = make_items(args, args.batch * max(1, args.bn_batches))
+    trainer = SuperStyleNetTrainer(opt, model=model, ema_data=(items, args.batch) if args.bn_batches else None)
     data = collate(items[: args.batch])
     sync(device)
     built_rss = rss_mib()
@@ -128,7 +128,6 @@ def worker(args):
         result["ema_update_s"] = statistics.median(update_times)
         if args.bn_batches:
             ema.bn_batches = args.bn_batches
-            ema.attach_data(items, args.batch, trainer.generator_inputs)
             sync(device)
             t0 = time.perf_counter()
             ema.prepare(trainer.model.netG, device=device)

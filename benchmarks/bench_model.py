@@ -126,9 +126,8 @@ def run_worker(args, variant, task, save_output=None):
 def parameter_count():
     from models.networks import SuperStyleNetGenerator
 
-    opt = build_options(False, label_nc=19, ngf=64, crop_size=256, gpu_ids="-1")
     with torch.device("meta"):
-        g = SuperStyleNetGenerator(opt)
+        g = SuperStyleNetGenerator(19, crop_size=256, ngf=64)
     return sum(p.numel() for p in g.parameters())
 
 
@@ -150,8 +149,7 @@ def gsas_effect():
             state[k[5:]] = torch.from_numpy(z[k].astype(np.float32) * np.float32(z["scale/" + k[5:]]))
         elif k.startswith("raw/"):
             state[k[4:]] = torch.from_numpy(z[k])
-    opt = build_options(False, label_nc=19, ngf=4, crop_size=64, gpu_ids="-1")
-    g = SuperStyleNetGenerator(opt).eval().double()
+    g = SuperStyleNetGenerator(19, crop_size=64, ngf=4).eval().double()
     load_generator_weights(g, state)
     seg = F.one_hot(torch.from_numpy(z["label"].astype(np.int64)), 19).permute(2, 0, 1)[None].double()
     codes = torch.from_numpy(z["codes"])[None].double()

@@ -9,9 +9,10 @@ Every script converts a raw download into ``<out>/<split>/{images,labels}``
   contents and modification times do not change; ``--overwrite`` redoes them;
 * a bad or missing input is reported with its file name and the job goes on;
   the script exits with status 1 at the end when anything failed;
-* ``classes.txt`` (see ``datasets/class_names.py``) is written to ``<out>``.
+* ``classes.txt`` (see ``data/class_names.py``) is written to ``<out>``.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -19,9 +20,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data.image_io import read_label, read_rgb, resize_label, resize_rgb
+from spse.job import extract_dataset
 from util import parallel
 from util.errors import InputError, OptionError
-from util.io import save_image_atomic, write_bytes_atomic
+from util.io import save_image_atomic, write_bytes_atomic, write_text_atomic
 
 SPLIT_FOLDERS = ("images", "labels", "codes")
 
@@ -270,7 +272,6 @@ def extract_codes(out_dir, splits, label_nc, opt, report):
     """
     if opt.skip_codes:
         return
-    from spse.job import extract_dataset
 
     for split in splits:
         d = split_dirs(out_dir, split)
@@ -291,10 +292,6 @@ def extract_codes(out_dir, splits, label_nc, opt, report):
 
 def finish(report, out_dir):
     """Print the summary, write ``<out_dir>/prepare_report.json``; return the exit status (0 or 1)."""
-    import json
-
-    from util.io import write_text_atomic
-
     write_text_atomic(os.path.join(os.fspath(out_dir), "prepare_report.json"),
                       json.dumps(report.as_dict(), indent=2) + "\n")
     print(report.format())

@@ -37,7 +37,7 @@ import numpy as np
 
 from data.image_io import list_files, read_rgb, resize_label, resize_rgb, stem
 from datasets import common
-from datasets.class_names import CELEBAMASK_HQ, write_class_names
+from data.class_names import CELEBAMASK_HQ, write_class_names
 from util.cli import HelpFormatter
 from util.errors import InputError
 from util.io import save_image_atomic

@@ -37,7 +37,7 @@ import numpy as np
 
 from data.image_io import natural_key
 from datasets import common
-from datasets.class_names import CITYSCAPES, write_class_names
+from data.class_names import CITYSCAPES, write_class_names
 from util.cli import HelpFormatter
 from util.errors import InputError
 

@@ -13,7 +13,7 @@ Pass one or more such folders with ``--input_dirs``. Output::
     <out_dir>/classes.txt
 
 Labels: the raw ``cmp_*.png`` holds indices 1..12 (1 background, 2 facade,
-3 window, ... 12 shop; see ``datasets/class_names.py``); they are stored as
+3 window, ... 12 shop; see ``data/class_names.py``); they are stored as
 0..11 (raw - 1). A value 0 or above 12 is reported as a failure naming the
 file, unless ``--zero_label background`` maps 0 to class 0 as well.
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from data.image_io import natural_key, stem
 from datasets import common
-from datasets.class_names import CMP_FACADE, write_class_names
+from data.class_names import CMP_FACADE, write_class_names
 from util.cli import HelpFormatter
 from util.errors import InputError
 

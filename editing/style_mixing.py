@@ -24,6 +24,7 @@ through their codes.
 """
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from data.codes import STYLE_DIM, load_codes, model_codes
 from data.transforms import load_label
@@ -179,8 +180,6 @@ def mix_grid(mixer, sources, styles, classes, alphas=(1.0,), progress=True):
     {source: image}, "mixed": {(source, style, alpha): image}}`` with
     ``(H, W, 3)`` uint8 images.
     """
-    from tqdm import tqdm
-
     out = {"reconstruction": {}, "mixed": {}}
     total = len(sources) * (1 + len(styles) * len(alphas))
     bar = tqdm(total=total, desc="mixing", disable=not progress, unit="img")

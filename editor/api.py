@@ -9,6 +9,7 @@ import base64
 import contextlib
 import time
 
+from data.class_names import parse_class_list
 from editor.engine import encode_png
 from editor.painting import parse_stroke
 from editor.session import apply_edits, class_mean_colours, colour_hex, describe_edit, parse_colour
@@ -79,8 +80,6 @@ def label_png(engine, session, class_indices=False):
 
 def _class_indices(engine, values, option):
     """Class indices of ``values`` (indices or names); :class:`OptionError` for anything else."""
-    from datasets.class_names import parse_class_list
-
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, str)) or len(str(v)) > 100:
             raise OptionError(f"{option}: {str(v)[:40]!r} is not a class index or name")

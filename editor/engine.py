@@ -23,9 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from data.class_names import find_class_names, read_class_names
+from data.custom_dataset import CustomDataset
 from data.image_io import check_aspect_ratio, check_label_values, read_label, read_rgb, stem
 from editing.style_mixing import StyleMixer, normalise_codes
+from editor.renderer import LayoutRenderer
 from editor.uploads import PixelBudget, header_pixels, read_upload, upload_files
+from models.inference import load_inference_model
+from spse.extractor import extract_style_codes
 from util.errors import InputError, OptionError
 from util.images import label_colormap, tensor2im, tensor2label
 
@@ -94,8 +99,6 @@ class EditorEngine:
 
     def __init__(self, model, opt, samples, class_names=None, spse_size=512, max_layouts=2,
                  max_upload_pixels=64e6):
-        from editor.renderer import LayoutRenderer
-
         if not samples:
             raise InputError("the editor needs at least one sample")
         self.model = model.eval()
@@ -122,10 +125,6 @@ class EditorEngine:
         ``--label_dir``/``--image_dir``/``--instance_dir`` (paired as the custom dataset pairs them), class
         names from ``--class_names`` or the first ``classes.txt`` next to the labels, the model from
         ``checkpoints/<name>/<which_epoch>_net_G.pth`` unless ``model`` is given."""
-        from data.custom_dataset import CustomDataset
-        from datasets.class_names import find_class_names, read_class_names
-        from models.inference import load_inference_model
-
         dataset = CustomDataset(opt)
         samples = [(stem(ip or lp), lp, ip, cp)  # without --image_dir (testing) there are no photographs
                    for lp, ip, cp in zip(dataset.label_paths, dataset.image_paths, dataset.code_paths)]
@@ -264,8 +263,6 @@ class EditorEngine:
                                  lambda: self._extract(image_bytes, image_name, label_bytes, label_name))
 
     def _extract(self, image_bytes, image_name, label_bytes, label_name):
-        from spse.extractor import extract_style_codes
-
         with upload_files([(image_bytes, image_name), (label_bytes, label_name)]) as (image_path, label_path):
             sizes = [header_pixels(image_path), header_pixels(label_path)]
             pixels = sum(w * h for w, h in filter(None, sizes))

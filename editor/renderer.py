@@ -260,14 +260,7 @@ class LayoutRenderer:
 
     def cache_bytes(self):
         """``{"layouts": bytes, "frozen_weights": bytes}`` held by the caches (tensor storage)."""
-        def size(obj):
-            if isinstance(obj, torch.Tensor):
-                return obj.numel() * obj.element_size()
-            if isinstance(obj, dict):
-                return sum(size(v) for v in obj.values())
-            if isinstance(obj, (list, tuple)):
-                return sum(size(v) for v in obj)
-            return 0
+        from models.checkpoints import payload_bytes as size
 
         frozen = sum(f.weight.numel() * f.weight.element_size() for f in self._frozen or [])
         return {"layouts": size(list(self._layouts.values())), "frozen_weights": frozen}

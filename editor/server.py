@@ -55,8 +55,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from editor import api
+from editor.session import SessionStore
 from editor.uploads import Busy, UploadTooLarge
-from util.errors import USER_ERRORS, OptionError
+from util.errors import OptionError, USER_ERRORS
 from util.net import is_loopback
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -128,8 +129,6 @@ class EditorServer(ThreadingHTTPServer):
 
     def __init__(self, engine, host="127.0.0.1", port=0, max_sessions=32, max_body_mb=40, verbose=False,
                  max_connections=32, request_timeout=60.0, busy_wait_s=5.0):
-        from editor.session import SessionStore
-
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.engine = engine

@@ -41,14 +41,18 @@ formula (computed here with symmetric eigendecompositions, see
 torch's hub cache; it is never downloaded, and random weights are only used
 when explicitly requested (for tests of the plumbing).
 """
+import io
 import math
 import os
+import zipfile
 
 import numpy as np
+from tqdm import tqdm
 
-from data.image_io import read_rgb, resize_rgb
+from data.image_io import read_rgb, resize_rgb, stem
 from util.errors import CheckpointError, InputError
 from util.flag_rules import size_bound
+from util.io import write_bytes_atomic
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -90,6 +94,7 @@ def rmse(a, b):
 
 def psnr(a, b):
     """Peak signal-to-noise ratio in dB with peak 1 ([0, 1] scale); ``inf`` for identical images."""
+    # here, not at the top: skimage.metrics imports scipy.stats (about 0.8 s)
     from skimage.metrics import peak_signal_noise_ratio
 
     a, b = to_unit_float(a), to_unit_float(b)
@@ -128,6 +133,7 @@ def ssim(a, b, gray=False, variant=DEFAULT_SSIM):
     release's) or ``"uniform"`` (7x7, sample covariance). Returns a float in
     [-1, 1].
     """
+    # here, not at the top: skimage.metrics imports scipy.stats (about 0.8 s)
     from skimage.metrics import structural_similarity
 
     side, kwargs = SSIM_VARIANTS[check_ssim_variant(variant)]
@@ -223,7 +229,7 @@ def summarise(per_image):
 # --------------------------------------------------------------------------------------------
 def default_inception_path():
     """Where torch's hub cache keeps the FID Inception weights (``<hub>/checkpoints/<name>``)."""
-    import torch
+    import torch  # here, not at the top: this module loads no torch until FID is asked for
 
     return os.path.join(torch.hub.get_dir(), "checkpoints", FID_WEIGHTS_NAME)
 
@@ -254,8 +260,8 @@ def resolve_inception_path(path=None):
 
 def fid_inception_skeleton():
     """The FID Inception architecture of pytorch-fid (TF-ported blocks), with untrained weights."""
-    import torchvision
-    from pytorch_fid import inception as pfi
+    import torchvision  # FID only (this module stays torch-free)
+    from pytorch_fid import inception as pfi  # FID only (this module stays torch-free)
 
     net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None,
                                           init_weights=False)
@@ -281,8 +287,8 @@ def build_fid_inception(weights_path=None, device="cpu"):
     (Tests of the plumbing pass a file of untrained weights of the same
     architecture, :func:`fid_inception_skeleton`.)
     """
-    from evaluation.inception import FIDInception
-    from util.torch_io import load_torch_file
+    from evaluation.inception import FIDInception  # FID only (torch; this module stays torch-free)
+    from util.torch_io import load_torch_file  # FID only (torch; this module stays torch-free)
 
     path = resolve_inception_path(weights_path)
     state = load_torch_file(path, "Inception weights file")
@@ -311,9 +317,8 @@ def inception_activations_of_arrays(images, model, batch_size=16, device="cpu", 
     Used for evaluation during training, where the generated images never
     touch the disk. ``batch_size`` must be at least 1.
     """
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
+    import torch  # FID only (this module stays torch-free)
+    import torch.nn.functional as F  # FID only (this module stays torch-free)
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -421,10 +426,6 @@ def fid_from_paths(result_paths, target_paths, model, batch_size=16, device="cpu
 
 def save_statistics(path, mu, sigma, stems):
     """Atomically save FID statistics (mean ``(D,)``, covariance ``(D, D)``) and the image stems (``.npz``)."""
-    import io
-
-    from util.io import write_bytes_atomic
-
     buf = io.BytesIO()
     np.savez(buf, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
              stems=np.asarray(list(stems), dtype=str))
@@ -433,8 +434,6 @@ def save_statistics(path, mu, sigma, stems):
 
 def load_statistics(path):
     """Load ``(mu, sigma, stems)`` saved by :func:`save_statistics`; errors name the file."""
-    import zipfile
-
     try:
         with np.load(path, allow_pickle=False) as f:
             mu, sigma, stems = f["mu"], f["sigma"], [str(s) for s in f["stems"]]
@@ -460,8 +459,6 @@ def fid_with_target_cache(result_paths, target_paths, model, stats_path, batch_s
     then). Both sets need at least 2 images. The distance uses
     :func:`frechet_distance` on the statistics.
     """
-    from data.image_io import stem
-
     stems = [stem(p) for p in target_paths]
     cached, notes = None, []
     if os.path.isfile(stats_path):

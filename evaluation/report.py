@@ -92,7 +92,7 @@ def evaluate(results_dir, gt_dir, size=None, gray_ssim=False, ssim_variant=metri
 
 def resolve_device(name):
     """``torch.device`` for ``--device``; raises :class:`OptionError` when it is malformed or absent."""
-    import torch
+    import torch  # only for --device: scoring SSIM, PSNR and RMSE loads no torch
 
     try:
         device = torch.device(name)

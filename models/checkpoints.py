@@ -36,10 +36,11 @@ import threading
 import numpy as np
 import torch
 
+from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
 from util.errors import CheckpointError
 from util.disk import format_bytes  # noqa: F401  (part of this module's interface)
-from util.io import remove_temporaries, torch_save_atomic
-from util.torch_io import load_torch_file
+from util.io import remove_temporaries
+from util.torch_io import load_torch_file, torch_save_atomic
 
 TRAIN_STATE_VERSION = 1
 TRAIN_STATE_KEYS = ("version", "netG", "netD", "optimizer_G", "optimizer_D", "epoch", "epoch_iter",
@@ -288,6 +289,36 @@ def load_train_state(path):
     return state
 
 
+def payload_bytes(obj):
+    """Bytes of the tensors in a nested object (dicts, lists, tuples; other values count 0)."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
+
+
+def _write_failure(path, obj, error):
+    """The message of a failed checkpoint write; a full disk is named as such (torch's writer raises a
+    RuntimeError without errno for it)."""
+    from util.disk import free_bytes
+    from util.io import DISK_FULL_ERRNOS
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        free = None
+    full = getattr(error, "errno", None) in DISK_FULL_ERRNOS or (free is not None and free < payload_bytes(obj))
+    if full:
+        return (f"{path}: no space left on the device ({format_bytes(free or 0)} free, the file needs about "
+                f"{format_bytes(payload_bytes(obj))}); the previous version of the file is kept. Free some "
+                f"space and go on with --continue_train")
+    return f"{path}: writing the checkpoint failed ({error}); the previous version of the file is kept"
+
+
 def _is_state_placeholder(obj):
     """A training state whose ``files`` record the writer fills in (see :class:`CheckpointWriter`)."""
     return isinstance(obj, dict) and "files" in obj and obj["files"] is None
@@ -300,7 +331,7 @@ class CheckpointWriter:
     already private CPU copies (the training goes on changing its own), first
     waiting for the previous save to finish, so at most one save's copy is held
     in host memory while the training continues. Each file is written with
-    :func:`util.io.torch_save_atomic`. A failed write is raised as
+    :func:`util.torch_io.torch_save_atomic`. A failed write is raised as
     :class:`CheckpointError` (naming the file) by the next :meth:`submit` or
     :meth:`wait`; files written before it stay, the file that failed keeps its
     previous version. ``background=False`` writes in the calling thread.
@@ -340,8 +371,7 @@ class CheckpointWriter:
                 if digest is not None:
                     written[name] = file_record(path, digest)
             except (OSError, RuntimeError) as e:
-                self._error = CheckpointError(f"{path}: writing the checkpoint failed ({e}); the previous "
-                                              "version of the file is kept")
+                self._error = CheckpointError(_write_failure(path, obj, e))
                 return
 
     def _raise_error(self):
@@ -388,8 +418,6 @@ def load_networks(model, folder, which_epoch, log=print):
     notes about ignored release tensors. Raises :class:`CheckpointError`
     naming the file for a missing G or a file that does not fit.
     """
-    from models.checkpoint_compat import load_discriminator_weights, load_generator_weights
-
     g_path = network_path(folder, which_epoch, "G")
     if not os.path.isfile(g_path):
         raise CheckpointError(f"{g_path}: generator weights not found")
@@ -436,7 +464,8 @@ def configuration_sizes(opt, ema):
     from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
 
     with torch.device("meta"):
-        return checkpoint_sizes(SuperStyleNetGenerator(opt), MultiscaleDiscriminator(opt), ema=ema)
+        return checkpoint_sizes(SuperStyleNetGenerator.from_options(opt), MultiscaleDiscriminator.from_options(opt),
+                                ema=ema)
 
 
 def planned_files(folder, sizes, snapshot_epochs):

@@ -19,7 +19,7 @@ only the weights are rounded, not the arithmetic.
 import torch
 
 from util.errors import CheckpointError
-from util.io import torch_save_atomic
+from util.torch_io import torch_save_atomic
 
 EXPORT_FORMAT = "superstylenet-generator-fp16"
 EXPORT_VERSION = 1

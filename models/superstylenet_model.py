@@ -47,10 +47,10 @@ class SuperStyleNetModel(nn.Module):
         self.opt = opt
         self.label_nc = opt.semantic_nc
         self.is_train = bool(opt.isTrain)
-        self.netG = networks.SuperStyleNetGenerator(opt)
+        self.netG = networks.SuperStyleNetGenerator.from_options(opt)
         self.loss_weights = {}
         if self.is_train:
-            self.netD = networks.MultiscaleDiscriminator(opt)
+            self.netD = networks.MultiscaleDiscriminator.from_options(opt)
             self.criterionGAN = networks.GANLoss(opt.gan_mode)
             self.loss_weights.update({"GAN": 1.0, "D_Fake": 1.0, "D_real": 1.0})
             if not opt.no_ganFeat_loss:

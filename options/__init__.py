@@ -6,6 +6,8 @@ and :class:`options.mix_options.MixOptions`; tests, benchmarks and library users
 :func:`build_options`, which goes through the same parsers, defaults, derived
 fields and validation.
 """
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
 
 
 def build_options(is_train=True, argv=(), **overrides):
@@ -17,8 +19,5 @@ def build_options(is_train=True, argv=(), **overrides):
     Nothing is written. Raises :class:`util.errors.OptionError` for an unknown
     name or an invalid value.
     """
-    from options.test_options import TestOptions
-    from options.train_options import TrainOptions
-
     options = TrainOptions() if is_train else TestOptions()
     return options.parse(list(argv), overrides=overrides)

@@ -28,15 +28,23 @@ import json
 import os
 import sys
 
+import torch
+
+from data.loader import DATASETS
+from data.transforms import PREPROCESS_MODES
+from models import MODELS
+from models.networks.generator import latent_size
+from options.foreign_flags import check_foreign_flags
 from util.cli import HelpFormatter
 from util.distributed import local_device
 from util.errors import OptionError
-from util.flag_rules import POSITIVE, at_least, check_flags, check_saved_values, set_rules
+from util.flag_rules import (POSITIVE, architecture_flags, at_least, check_flags, check_saved_values,
+                             mark_architecture, set_rules)
 from util.io import write_text_atomic
 
-# Flags present in the test parser (or used with --load_from_opt_file) that describe one run, not
-# the network architecture or the data layout: they are never copied from a saved opt.json.
-# tests/test_options.py checks that each of them is a real flag.
+# The flags of every parser that describe one run, not the trained networks: they are never copied
+# from a saved opt.json. The others are marked by their components (util.flag_rules.mark_architecture)
+# and are the only ones reloaded; tests/test_options.py checks that every flag is in exactly one set.
 RUN_SPECIFIC_OPTIONS = frozenset({
     "name", "gpu_ids", "checkpoints_dir", "label_dir", "image_dir", "instance_dir", "no_pairing_check",
     "batchSize", "nThreads", "max_dataset_size", "load_size", "preprocess_mode", "display_winsize", "seed",
@@ -51,7 +59,17 @@ RUN_SPECIFIC_OPTIONS = frozenset({
     "compile", "compile_backend", "cpu_processes", "ddp_comm_hook",
     "ema_decay", "ema_every", "ema_bn_batches", "ema_cpu", "eval_dir", "eval_freq", "eval_metric", "eval_ssim_variant",
     "inception_path", "vgg_path",
+    # mix_styles.py
+    "alpha", "class_names", "classes", "edit_rgb", "mix_dir", "no_progress", "source_codes", "source_labels",
+    "spse_size", "style_codes", "style_images", "style_labels",
+    # edit_app.py
+    "allow_remote", "data", "demo", "host", "max_connections", "max_layouts", "max_sessions", "max_upload_mb",
+    "max_upload_mpix", "num_threads", "port", "request_timeout", "verbose",
+    # scripts/export_generator.py
+    "out_dir",
 })
+# the flags read before the full parser is built (:func:`_peek`)
+PEEKED_FLAGS = ("model", "dataset_mode", "checkpoints_dir", "name", "load_size", "crop_size", "load_from_opt_file")
 
 
 def load_size_default(crop_size, is_train):
@@ -61,15 +79,27 @@ def load_size_default(crop_size, is_train):
 
 
 def _peek(parser, argv):
-    """``parser.parse_known_args(argv)`` that ignores ``required`` (the full parser is not built yet)."""
-    required = [a for a in parser._actions if a.required]
-    for a in required:
-        a.required = False
-    try:
-        return parser.parse_known_args(argv)[0]
-    finally:
-        for a in required:
-            a.required = True
+    """The flags of :data:`PEEKED_FLAGS` in ``argv``, with ``parser``'s current defaults (None where it lacks one).
+
+    A pre-parser with the same flag names (so that abbreviations resolve as
+    in ``parser``), none of them required, reads ``argv`` with
+    ``parse_known_args``; only the peeked flags keep their types and choices.
+    The flags the full parser still lacks do not matter yet; errors are
+    reported by ``parser``.
+    """
+    pre = argparse.ArgumentParser(prog=parser.prog, add_help=False)
+    pre.error = parser.error
+    for action in parser._actions:
+        if not action.option_strings:
+            continue
+        if action.nargs == 0:  # a switch (store_true)
+            pre.add_argument(*action.option_strings, dest=action.dest, action="store_true")
+        elif action.dest in PEEKED_FLAGS:
+            pre.add_argument(*action.option_strings, dest=action.dest, type=action.type, choices=action.choices)
+        else:
+            pre.add_argument(*action.option_strings, dest=action.dest, nargs=action.nargs)
+    pre.set_defaults(**{dest: parser.get_default(dest) for dest in PEEKED_FLAGS})
+    return pre.parse_known_args(argv)[0]
 
 
 class BaseOptions:
@@ -81,10 +111,6 @@ class BaseOptions:
 
     def initialize(self, parser):
         """Add the shared flags to ``parser`` and return it."""
-        from data.loader import DATASETS
-        from data.transforms import PREPROCESS_MODES
-        from models import MODELS
-
         g = parser.add_argument_group("experiment")
         g.add_argument("--name", type=str, default="label2coco",
                        help="name of the experiment; checkpoints are in checkpoints_dir/name")
@@ -119,6 +145,7 @@ class BaseOptions:
                        help="channels of the synthesised image: 3 (RGB) or 1 (grey; photos are read as grey)")
         set_rules(g, batchSize=at_least(1), load_size=at_least(1), crop_size=at_least(1),
                   aspect_ratio=POSITIVE, label_nc=at_least(1))
+        mark_architecture(g, "crop_size", "aspect_ratio", "label_nc", "contain_dontcare_label", "output_nc")
 
         g = parser.add_argument_group("data loading")
         g.add_argument("--dataset_mode", type=str, default="custom", choices=tuple(DATASETS),
@@ -131,16 +158,13 @@ class BaseOptions:
                        help="use at most this many samples of the dataset")
         g.add_argument("--display_winsize", type=int, default=256, help="width of the images on HTML pages")
         set_rules(g, nThreads=at_least(-1), max_dataset_size=at_least(1), display_winsize=at_least(1))
+        mark_architecture(g, "model", "dataset_mode")
         return parser
 
     # ------------------------------------------------------------------ building the parser
     def build_parser(self, argv=None, overrides=None):
         """The complete parser for ``argv``, with every default in force (module docstring)."""
         argv = sys.argv[1:] if argv is None else list(argv)
-        from data.loader import DATASETS
-        from models import MODELS
-        from options.foreign_flags import check_foreign_flags
-
         check_foreign_flags(argv, DATASETS)  # SPADE/SEAN flags get a sentence, not "unrecognized arguments"
 
         parser = argparse.ArgumentParser(description=self.description, formatter_class=HelpFormatter,
@@ -157,7 +181,7 @@ class BaseOptions:
             parser.set_defaults(**overrides)
         self.loaded_opt_file = None
         known = _peek(parser, argv)
-        if not self.is_train or getattr(known, "load_from_opt_file", False):
+        if not self.is_train or known.load_from_opt_file:
             self.update_defaults_from_saved(parser, known)
             known = _peek(parser, argv)
         if known.load_size is None:
@@ -182,8 +206,8 @@ class BaseOptions:
             raise OptionError(f"{path}: unreadable saved options ({e})") from e
         if not isinstance(saved, dict):
             raise OptionError(f"{path}: saved options must be a JSON object")
-        dests = {a.dest for a in parser._actions}
-        reloaded = {k: v for k, v in saved.items() if k in dests and k not in RUN_SPECIFIC_OPTIONS}
+        architecture = architecture_flags(parser)
+        reloaded = {k: v for k, v in saved.items() if k in architecture}
         check_saved_values(parser, reloaded, path)  # a hand-edited "ngf": null or 8.5 is refused here
         parser.set_defaults(**reloaded)
         self.loaded_opt_file = path
@@ -212,8 +236,6 @@ class BaseOptions:
 
     def resolve(self, opt):
         """Fill the derived fields: ``gpu_ids`` (list), ``device``, ``semantic_nc``."""
-        import torch
-
         try:
             ids = [int(s) for s in str(opt.gpu_ids).split(",") if s.strip() != ""]
         except ValueError as e:
@@ -242,15 +264,14 @@ class BaseOptions:
 
     def validate(self, opt):
         """Raise :class:`OptionError` for inconsistent values (sizes, counts, names)."""
-        from models.networks.generator import latent_size
-
         # each flag's own range is declared next to it (set_rules) and checked in parse (check_flags)
         latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)  # the crop-size rule
         if opt.preprocess_mode.endswith("_and_crop") and opt.load_size < opt.crop_size:
             raise OptionError(f"--load_size {opt.load_size} is smaller than --crop_size {opt.crop_size} "
                               f"with --preprocess_mode {opt.preprocess_mode}")
-        if not opt.name or os.sep in opt.name:
-            raise OptionError(f"--name {opt.name!r}: must be a non-empty folder name")
+        if not opt.name or os.sep in opt.name or (os.altsep and os.altsep in opt.name) or opt.name in (".", ".."):
+            raise OptionError(f"--name {opt.name!r}: must be a non-empty folder name (not '.' or '..'): the run's "
+                              f"files go to checkpoints_dir/name")
 
     # ---------------------------------------------------------------- printing
     def format_options(self, opt):

@@ -1,6 +1,7 @@
 """Training options (SPADE / SuperStyleNet release flag names and defaults)."""
 from options.base_options import BaseOptions
 from trainers import ema, evaluator, parallel
+from util.distributed import planned_world_size
 from util.errors import OptionError
 from util.flag_rules import HALF_OPEN_UNIT, POSITIVE, at_least, set_rules
 
@@ -108,8 +109,6 @@ class TrainOptions(BaseOptions):
     @staticmethod
     def validate_processes(opt):
         """--cpu_processes and the global batch against the number of training processes."""
-        from util.distributed import planned_world_size
-
         if opt.cpu_processes > 1 and opt.gpu_ids:
             raise OptionError(f"--cpu_processes {opt.cpu_processes} needs --gpu_ids -1 "
                               f"(several --gpu_ids already start one process per GPU)")

@@ -27,12 +27,12 @@ def sizes(label_nc, ngf, crop_size, ndf=64, num_D=2, n_layers_D=3, contain_dontc
 
     from models.checkpoints import checkpoint_sizes
     from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
-    from options import build_options
 
-    opt = build_options(True, label_nc=label_nc, ngf=ngf, crop_size=crop_size, ndf=ndf, num_D=num_D,
-                        n_layers_D=n_layers_D, contain_dontcare_label=contain_dontcare_label, gpu_ids="-1")
+    semantic_nc = label_nc + (1 if contain_dontcare_label else 0)
     with torch.device("meta"):
-        return checkpoint_sizes(SuperStyleNetGenerator(opt), MultiscaleDiscriminator(opt), ema=ema)
+        return checkpoint_sizes(SuperStyleNetGenerator(semantic_nc, crop_size=crop_size, ngf=ngf),
+                                MultiscaleDiscriminator(semantic_nc, ndf=ndf, num_D=num_D, n_layers_D=n_layers_D),
+                                ema=ema)
 
 
 def build_parser():

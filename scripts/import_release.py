@@ -151,7 +151,7 @@ def meta_networks(opt):
     from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator
 
     with torch.device("meta"):
-        return SuperStyleNetGenerator(opt), MultiscaleDiscriminator(opt)
+        return SuperStyleNetGenerator.from_options(opt), MultiscaleDiscriminator.from_options(opt)
 
 
 def check_network(path, net, kind, notes):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from data.codes import save_codes
-from datasets.class_names import write_class_names
+from data.class_names import write_class_names
 from editing.style_mixing import normalise_codes
 from tests._synthetic import mean_colour_codes
 from util.io import save_image_atomic

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from models.networks.ace import ACE, PerClassLinear, style_modulation
-from models.networks.architecture import StyleResBlock
+from models.networks.style_resblock import StyleResBlock
 from tests._reference import LiteralACE, per_class_linear_literal, scatter_map_literal, to_literal
 
 

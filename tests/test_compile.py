@@ -18,6 +18,7 @@ minutes of C++ compilation on a 2-core CPU) only with
 the noise draws match. The last test checks the compile-safe spectral-norm
 hook (models/networks/compile_support.py) against torch's own in eager mode.
 """
+import contextlib
 import os
 
 import pytest
@@ -84,14 +85,16 @@ def _run(compiled, backend):
         not os.environ.get("SUPERSTYLENET_SLOW_TESTS"),
         reason="inductor compiles C++ for minutes on a small CPU; set SUPERSTYLENET_SLOW_TESTS=1")),
 ])
-def test_compiled_training_steps_match_eager(backend, monkeypatch):
+def test_compiled_training_steps_match_eager(backend):
     import torch._dynamo
     import torch._inductor.config
 
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)  # a fallback fails the test
+    # config.patch restores the settings; monkeypatch's undo leaves a config module without the attribute
+    settings = contextlib.ExitStack()
+    settings.enter_context(torch._inductor.config.patch(fallback_random=True))
+    settings.enter_context(torch._dynamo.config.patch(fail_on_recompile_limit_hit=True))  # a fallback fails
     torch._dynamo.reset()
     try:
         eager_losses, eager_grads = _run(False, backend)
@@ -99,6 +102,7 @@ def test_compiled_training_steps_match_eager(backend, monkeypatch):
         comp_losses, comp_grads = _run(True, backend)
         counts = _dynamo_counts()
     finally:
+        settings.close()
         torch._dynamo.reset()
     # the whole step compiled: G with grad, D with frozen parameters and VGG (G step), G without grad and
     # D (D step), one graph per network call, no break; the second step recompiled nothing (_run)

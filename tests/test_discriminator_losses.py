@@ -26,7 +26,7 @@ def conv_out(n, k=4, s=2, p=2):
 def test_multiscale_structure_shapes_and_pooling():
     torch.manual_seed(0)
     opt = small_opt(num_D=3, n_layers_D=3, ndf=8)
-    net = MultiscaleDiscriminator(opt).eval()  # eval: no spectral-norm power iteration between calls
+    net = MultiscaleDiscriminator.from_options(opt).eval()  # eval: no spectral-norm power iteration between calls
     x = torch.randn(2, 3 + 3, 64, 64)
     out = net(x)
     assert len(out) == 3 and all(len(scale) == 4 for scale in out)
@@ -53,16 +53,16 @@ def test_channel_cap_and_input_channels_with_dontcare():
     opt = small_opt(ndf=256, n_layers_D=3, contain_dontcare_label=True)
     opt.semantic_nc = 4
     with torch.device("meta"):
-        net = MultiscaleDiscriminator(opt)
+        net = MultiscaleDiscriminator.from_options(opt)
     assert net.discriminator_0.model0[0].in_channels == 3 + 1 + 3
     assert net.discriminator_0.model2[0][0].out_channels == 512  # 256 -> 512 -> capped
 
 
 def test_bad_discriminator_options():
     with pytest.raises(OptionError, match="norm_D"):
-        MultiscaleDiscriminator(small_opt(norm_D="spectralgroup"))
+        MultiscaleDiscriminator.from_options(small_opt(norm_D="spectralgroup"))
     with pytest.raises(OptionError, match="netD"):
-        MultiscaleDiscriminator(small_opt(netD="patch"))
+        MultiscaleDiscriminator.from_options(small_opt(netD="patch"))
 
 
 def fake_pred(seed, scales=2):

@@ -1,5 +1,6 @@
 """Options' files checked before any network is built; SPADE/SEAN flags; the disk-space check; batch-size note."""
 import os
+import socket
 
 import pytest
 
@@ -34,7 +35,7 @@ def _error(capsys):
     (["--vgg_path", "{tmp}/missing_vgg.pth"], "VGG19 weights not found at {tmp}/missing_vgg.pth"),
     (["--no_vgg_loss", "--eval_dir", "{tmp}/nowhere"], "--eval_dir {tmp}/nowhere: folder"),
     (["--no_vgg_loss", "--init_from", "{tmp}/other"], "--init_from {tmp}/other: {tmp}/other/latest_net_G.pth"),
-    (["--no_vgg_loss", "--continue_train"], "latest_train_state.pth: not found; --continue_train"),
+    (["--no_vgg_loss", "--continue_train"], "latest_train_state.pth: training state not found; --continue_train"),
 ])
 def test_named_files_are_checked_before_any_network_is_built(tmp_path, data, capsys, monkeypatch, extra, expected):
     import models
@@ -116,3 +117,62 @@ def test_continue_with_another_batch_size_says_what_it_does(tmp_path, data, caps
     out = capsys.readouterr().out
     assert "was saved with --batchSize 2; with --batchSize 4 an epoch has 1 steps" in out
     assert "not an exact continuation" in out
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b"])
+def test_name_must_be_one_folder_below_the_checkpoints_dir(tmp_path, data, capsys, name):
+    argv = _argv(tmp_path, data)
+    argv[argv.index("--name") + 1] = name
+    assert run_cli(train.main, argv) == 2
+    assert _error(capsys).startswith(f"error: --name {name!r}: must be a non-empty folder name")
+    assert not (tmp_path / "ck").exists()
+
+
+def _rank0_check_worker(rank, port, out):
+    import torch.distributed as dist
+
+    from trainers.file_checks import on_every_rank_for_all, on_rank0_for_all
+    from util.errors import InputError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+    def refuse():
+        raise OutputError("ck/run/run.lock: another training run is using this checkpoint folder")
+
+    try:
+        on_rank0_for_all(rank == 0, refuse)
+        result = "passed"
+    except OutputError as e:
+        result = str(e)
+    on_rank0_for_all(rank == 0, lambda: None)  # nothing to share: every rank goes on
+
+    def missing_on_node_b():  # each machine checks its own disk; only rank 1's lacks the file
+        if rank == 1:
+            raise InputError("nodeB/vgg19.pth: VGG19 weights not found")
+
+    try:
+        on_every_rank_for_all(missing_on_node_b)
+        every = "passed"
+    except InputError as e:
+        every = str(e)
+    on_every_rank_for_all(lambda: None)
+    dist.destroy_process_group()
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(result)
+    with open(os.path.join(out, f"every{rank}.txt"), "w") as f:
+        f.write(every)
+
+
+def test_a_check_made_on_rank_0_stops_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    from util.distributed import free_port
+
+    mp.start_processes(_rank0_check_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    assert (tmp_path / "rank0.txt").read_text() == "ck/run/run.lock: another training run is using this checkpoint folder"
+    assert (tmp_path / "rank1.txt").read_text() == \
+        "rank 0: ck/run/run.lock: another training run is using this checkpoint folder"
+    # a check every rank makes: the failing rank is named, with its host, in the same line on every rank
+    host = socket.gethostname()
+    for r in range(2):
+        assert (tmp_path / f"every{r}.txt").read_text() == f"rank 1 on host {host}: nodeB/vgg19.pth: VGG19 weights not found"

@@ -36,7 +36,7 @@ def _random_generator(mode, norm_G, label_nc=4, crop=64):
     torch.manual_seed(1)
     opt = build_options(False, label_nc=label_nc, ngf=4, crop_size=crop, num_upsampling_layers=mode,
                         norm_G=norm_G, init_variance=0.5, gpu_ids="-1")  # larger than 0.02: codes and layout matter
-    net = SuperStyleNetGenerator(opt)
+    net = SuperStyleNetGenerator.from_options(opt)
     with torch.no_grad():
         for m in net.modules():
             if hasattr(m, "noise_var"):
@@ -521,7 +521,7 @@ def test_listening_elsewhere_needs_an_explicit_flag(app):
 
 def test_release_checkpoint_layout_loads(app, tmp_path):
     """A generator saved in the release's layout (per-class fc_mu<j>, no opt.json) edits the same way."""
-    from util.io import torch_save_atomic
+    from util.torch_io import torch_save_atomic
 
     tiny, server = app
     state = {}

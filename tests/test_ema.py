@@ -6,14 +6,14 @@ import torch
 
 from models.networks import SuperStyleNetGenerator
 from options import build_options
-from trainers.ema import GeneratorEMA, recompute_batchnorm
+from trainers.ema import EMAData, GeneratorEMA, recompute_batchnorm
 from util.errors import CheckpointError, OptionError
 
 
 def tiny_generator(seed=0):
     torch.manual_seed(seed)
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
-    return SuperStyleNetGenerator(opt).double()
+    return SuperStyleNetGenerator.from_options(opt).double()
 
 
 def random_inputs(seed, b=2, j=3, size=32):
@@ -114,11 +114,7 @@ def test_batchnorm_recomputation_equals_the_mean_of_train_mode_batch_statistics(
     assert any(float(m.running_mean.abs().max()) > 1e-3 for m in layers)
 
 
-def test_prepare_recomputes_on_attached_data_without_touching_the_global_rng():
-    netG = tiny_generator()
-    ema = GeneratorEMA(netG, 0.5, bn_batches=2, seed=3)
-    perturb(netG, 1)
-    ema.step(netG)
+def test_prepare_recomputes_on_its_data_without_touching_the_global_rng():
     items = [{"label": random_inputs(10 + i, b=1)[0].argmax(1), "codes": random_inputs(10 + i, b=1)[1][0],
               "path": f"x{i}"} for i in range(4)]
 
@@ -129,7 +125,10 @@ def test_prepare_recomputes_on_attached_data_without_touching_the_global_rng():
 
     for it in items:
         it["label"] = it["label"][0][None]  # (1, H, W) like the dataset's items
-    ema.attach_data(items, 2, inputs)
+    netG = tiny_generator()
+    ema = GeneratorEMA(netG, 0.5, bn_batches=2, seed=3, data=EMAData(items, 2, inputs))
+    perturb(netG, 1)
+    ema.step(netG)
     state = torch.get_rng_state()
     first = {k: v.clone() for k, v in ema.prepare(netG).state_dict().items()}
     assert torch.equal(torch.get_rng_state(), state)
@@ -159,6 +158,6 @@ def test_state_round_trip_and_mismatch():
     for (k, a), b in zip(other.module.state_dict().items(), ema.module.state_dict().values()):
         assert torch.equal(a, b), k
     torch.manual_seed(0)
-    wrong = GeneratorEMA(SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
+    wrong = GeneratorEMA(SuperStyleNetGenerator.from_options(build_options(gpu_ids="-1", is_train=False, label_nc=4, ngf=2, crop_size=32)), 0.9)
     with pytest.raises(CheckpointError, match="state.pth: EMA generator state does not match"):
         wrong.load_state_dict(state, "x/latest_train_state.pth")

@@ -18,7 +18,7 @@ from tests._synthetic import build_synthetic_dataset
 from tests.test_release_checkpoint import fixture_state
 from trainers.superstylenet_trainer import SuperStyleNetTrainer
 from util.errors import CheckpointError, OptionError
-from util.io import torch_save_atomic
+from util.torch_io import torch_save_atomic
 
 
 def test_init_from_release_files_reproduces_the_release_generator(tmp_path):
@@ -29,7 +29,7 @@ def test_init_from_release_files_reproduces_the_release_generator(tmp_path):
     opt = build_options(True, label_nc=19, ngf=4, ndf=8, crop_size=64, no_vgg_loss=True, ema_decay=0.0,
                         gpu_ids="-1")
     torch.manual_seed(5)
-    netD = MultiscaleDiscriminator(opt)
+    netD = MultiscaleDiscriminator.from_options(opt)
     torch_save_atomic(netD.state_dict(), network_path(folder, "latest", "D"))
     torch.manual_seed(0)
     trainer = SuperStyleNetTrainer(opt)

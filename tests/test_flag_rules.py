@@ -195,7 +195,7 @@ def test_mixing_flags_are_checked_before_any_work(tmp_path, capsys, monkeypatch,
 
     monkeypatch.setattr(models.inference, "load_inference_model", lambda *a, **k: pytest.fail("work started"))
     argv = ["--name", "mix", "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1", *MIX_REQUIRED, *args]
-    assert mix_styles.cli(argv) == 2
+    assert run_cli(mix_styles.main, argv) == 2
     assert needle in _one_error_line(capsys)
 
 

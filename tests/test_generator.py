@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models.networks import SuperStyleNetGenerator, VGG19Features, vgg19_conv_stack
+from models.networks import MultiscaleDiscriminator, SuperStyleNetGenerator, VGG19Features, vgg19_conv_stack
 from options import build_options
 from models.superstylenet_model import SuperStyleNetModel
 from util.errors import InputError, OptionError
@@ -54,7 +54,7 @@ def test_generator_layout_options(mode, crop, aspect, expected):
     torch.manual_seed(0)
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=crop, aspect_ratio=aspect,
                       num_upsampling_layers=mode)
-    g = SuperStyleNetGenerator(opt)
+    g = SuperStyleNetGenerator.from_options(opt)
     sh, sw = expected[:2]
     assert (g.sh, g.sw) == (sh, sw)
     assert hasattr(g, "up_4") == (mode == "most")
@@ -67,7 +67,7 @@ def test_generator_layout_options(mode, crop, aspect, expected):
 def test_generator_structure_names_and_no_style_in_last_block():
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=5, ngf=4, crop_size=32)
     with torch.device("meta"):
-        g = SuperStyleNetGenerator(opt)
+        g = SuperStyleNetGenerator.from_options(opt)
     assert g.fc.weight.shape == (64, 5, 3, 3)
     assert [n for n, _ in g.named_children()] == [
         "fc", "head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "conv_img"]
@@ -82,7 +82,7 @@ def test_generator_structure_names_and_no_style_in_last_block():
 def test_initialisation():
     torch.manual_seed(0)
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
-    g = SuperStyleNetGenerator(opt)
+    g = SuperStyleNetGenerator.from_options(opt)
     lin = g.head_0.ace_0.fc_mu
     std = 0.02 * (2.0 / (512 + 512)) ** 0.5
     for j in range(3):  # each class slice like its own xavier-initialised Linear
@@ -123,9 +123,9 @@ def test_dontcare_channel_and_label_errors():
 
 def test_option_errors():
     with pytest.raises(OptionError, match="crop_size 48"):
-        SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=48))
+        SuperStyleNetGenerator.from_options(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=48))
     with pytest.raises(OptionError, match="norm_G"):
-        SuperStyleNetGenerator(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=32, norm_G="spectralinstance"))
+        SuperStyleNetGenerator.from_options(build_options(gpu_ids="-1", is_train=False, label_nc=2, ngf=2, crop_size=32, norm_G="spectralinstance"))
 
 
 def test_options_are_registered_with_spade_defaults():
@@ -148,7 +148,7 @@ def test_eval_mode_is_deterministic_with_zero_noise_and_batch_independent():
     # rounding is ~1e-15 relative, so a 1e-10 bound holds on any CPU and any kernel choice.
     torch.manual_seed(0)
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=3, ngf=2, crop_size=32)
-    g = SuperStyleNetGenerator(opt).double().eval()
+    g = SuperStyleNetGenerator.from_options(opt).double().eval()
     data = make_batch(2, 3, 32, 32)
     seg = one_hot(data["label"][:, 0], 3).double()
     codes = data["codes"].double()
@@ -182,3 +182,25 @@ def test_model_runs_on_cuda_and_moves_the_batch():
     assert fake.is_cuda and all(v.is_cuda for v in losses.values())
     model.weighted_sum(losses).backward()
     assert all(v.is_cuda for v in model(make_batch(2, 3, 32, 32), "discriminator").values())
+
+
+def test_networks_built_from_arguments_equal_those_built_from_options():
+    """The explicit constructors and from_options(opt) give the same networks (same seed, same weights)."""
+    opt = build_options(True, gpu_ids="-1", label_nc=2, contain_dontcare_label=True, ngf=4, ndf=8, crop_size=64,
+                        aspect_ratio=0.5, num_upsampling_layers="more", norm_G="spectralspadebatch3x3", num_D=1,
+                        n_layers_D=2, norm_D="spectralbatch", init_type="normal", init_variance=0.05)
+    pairs = []
+    for build in (lambda: (SuperStyleNetGenerator.from_options(opt), MultiscaleDiscriminator.from_options(opt)),
+                  lambda: (SuperStyleNetGenerator(3, crop_size=64, ngf=4, num_upsampling_layers="more",
+                                                  aspect_ratio=0.5, norm_G="spectralspadebatch3x3",
+                                                  init_type="normal", init_variance=0.05),
+                           MultiscaleDiscriminator(3, ndf=8, num_D=1, n_layers_D=2, norm_D="spectralbatch",
+                                                   init_type="normal", init_variance=0.05))):
+        torch.manual_seed(7)
+        pairs.append(build())
+    for a, b in zip(*pairs):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and len(sa) > 0
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), k
+    assert (pairs[1][0].sh, pairs[1][0].sw) == (2, 1)  # 64 / 2**6 = 1 column, round(1 / 0.5) = 2 rows

@@ -24,8 +24,10 @@ from data.codes import save_codes
 from tests._synthetic import build_synthetic_dataset
 from data.image_io import LOSSY_LABEL_REASON, read_label
 from spse.job import extract_dataset, format_summary
+from util.cli import run_cli
 from util.errors import CheckpointError, InputError
-from util.io import save_image_atomic, save_npy_atomic, torch_save_atomic, write_text_atomic
+from util.io import save_image_atomic, save_npy_atomic, write_text_atomic
+from util.torch_io import torch_save_atomic
 
 LABEL_NC = 2  # the per-class layers dominate the model size: 2 classes keep training and saving cheap
 
@@ -107,10 +109,10 @@ def test_jpeg_labels_are_refused_everywhere_with_one_message(dirs, capsys):
     # mix_styles.py: a JPEG source label map, and a JPEG style label map for extraction
     base = _mixing_checkpoint(dirs)
     code = os.path.join(dirs["codes"], "img0.npy")
-    assert mix_styles.cli(base + ["--source_labels", jpeg, "--source_codes", code, "--style_codes", code]) == 2
+    assert run_cli(mix_styles.main, base + ["--source_labels", jpeg, "--source_codes", code, "--style_codes", code]) == 2
     err = capsys.readouterr().err
     assert LOSSY_LABEL_REASON in err and "img0.jpg" in err
-    assert mix_styles.cli(base + ["--source_labels", kept_png, "--source_codes", code, "--style_images",
+    assert run_cli(mix_styles.main, base + ["--source_labels", kept_png, "--source_codes", code, "--style_images",
                                   os.path.join(dirs["images"], "img1.png"), "--style_labels",
                                   os.path.join(dirs["labels"], "img1.jpg")]) == 2
     err = capsys.readouterr().err
@@ -145,7 +147,7 @@ def test_aspect_ratio_rule_is_the_same_in_extraction_training_and_mixing(dirs, c
 
     base = _mixing_checkpoint(dirs)
     code = os.path.join(dirs["codes"], "img0.npy")
-    assert mix_styles.cli(base + ["--source_labels", os.path.join(dirs["labels"], "img0.png"), "--source_codes",
+    assert run_cli(mix_styles.main, base + ["--source_labels", os.path.join(dirs["labels"], "img0.png"), "--source_codes",
                                   code, "--style_images", image, "--style_labels",
                                   os.path.join(dirs["labels"], "img1.png")]) == 2
     assert extraction_message in capsys.readouterr().err
@@ -196,7 +198,7 @@ def test_mixing_names_files_without_a_partner(dirs, capsys):
     base = _mixing_checkpoint(dirs)
     labels = [os.path.join(dirs["labels"], f"img{i}.png") for i in range(3)]
     code = os.path.join(dirs["codes"], "img0.npy")
-    assert mix_styles.cli(base + ["--source_labels", *labels, "--source_codes", code, "--style_codes", code]) == 2
+    assert run_cli(mix_styles.main, base + ["--source_labels", *labels, "--source_codes", code, "--style_codes", code]) == 2
     err = capsys.readouterr().err
     assert "2 of the --source_labels files lack a partner in --source_codes" in err
     assert labels[1] in err and labels[2] in err
@@ -336,7 +338,7 @@ def test_a_float_label_map_is_refused_by_every_script_with_one_message(dirs, cap
     assert summary["failures"] == [message] and summary["written"] == 3
     capsys.readouterr()
     code = os.path.join(dirs["codes"], "img0.npy")
-    assert mix_styles.cli(base + ["--source_labels", tif, "--source_codes", code, "--style_codes", code]) == 2
+    assert run_cli(mix_styles.main, base + ["--source_labels", tif, "--source_codes", code, "--style_codes", code]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
 
 
@@ -378,7 +380,7 @@ def test_an_npz_archive_named_npy(dirs, capsys):
     # --style_codes / --source_codes (mixing): exit status 2, the same message
     base = _mixing_checkpoint(dirs)
     good = os.path.join(dirs["codes"], "img1.npy")
-    assert mix_styles.cli(base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
+    assert run_cli(mix_styles.main, base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
                                   good, "--style_codes", npz]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
     # --save_dir (extraction): recomputed like a truncated file, the job goes on
@@ -410,7 +412,7 @@ def test_an_image_too_large_to_decode_is_refused_naming_the_file(dirs, capsys, m
     base = _mixing_checkpoint(dirs)  # mix_styles.py --style_images
     capsys.readouterr()
     code = os.path.join(dirs["codes"], "img1.npy")
-    assert mix_styles.cli(base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
+    assert run_cli(mix_styles.main, base + ["--source_labels", os.path.join(dirs["labels"], "img1.png"), "--source_codes",
                                   code, "--style_images", big, "--style_labels",
                                   os.path.join(dirs["labels"], "img0.png")]) == 2
     assert capsys.readouterr().err.strip().startswith(f"error: {prefix}")

@@ -175,3 +175,24 @@ def test_train_refuses_a_folder_in_use(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and f"pid {live.pid}" in err[0]
     assert sorted(os.listdir(tmp_path / "ck" / "run")) == [run_lock.LOCK_NAME]  # nothing written
+
+
+def test_a_full_disk_during_a_save_is_named(tmp_path, monkeypatch):
+    from util import disk
+
+    def full(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4096")
+
+    monkeypatch.setattr(ckpt, "torch_save_atomic", full)
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 1000)
+    writer = ckpt.CheckpointWriter(background=False)
+    target = tmp_path / "latest_net_G.pth"
+    with pytest.raises(CheckpointError, match=r"latest_net_G.pth: no space left on the device \(0.0 MB free, the "
+                                              r"file needs about 0.0 MB\); the previous version of the file is kept"):
+        writer.submit([({"w": torch.zeros(1000)}, str(target))])
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 10 ** 12)
+    with pytest.raises(CheckpointError, match="writing the checkpoint failed .*enforce fail"):
+        writer.submit([({"w": torch.zeros(1000)}, str(target))])
+    assert not target.exists()
+    # what "needs about" counts: every tensor of a nested object, by its element size
+    assert ckpt.payload_bytes([{"a": torch.zeros(3)}, (torch.zeros(2, dtype=torch.float64), "x")]) == 3 * 4 + 2 * 8

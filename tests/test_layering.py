@@ -22,11 +22,12 @@ ALLOWED = {
     "trainers": {"models", "data", "evaluation", "util"},
     "options": {"models", "data", "spse", "trainers", "util"},
     "datasets": {"data", "spse", "util"},
-    "editor": {"editing", "models", "spse", "datasets", "data", "util"},
+    "editor": {"editing", "models", "spse", "data", "util"},
 }
 # modules that must never load torch (SPSE and its worker processes, the file formats)
-TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "util.errors", "util.net",
-              "util.io", "util.parallel", "util.cli")
+TORCH_FREE = ("spse", "spse.extractor", "spse.job", "data", "data.image_io", "data.codes", "data.class_names",
+              "util.errors", "util.net",
+              "util.io", "util.parallel", "util.cli", "evaluation.metrics", "evaluation.report")
 
 
 def _modules():
@@ -123,3 +124,29 @@ def test_every_package_imports_on_its_own_and_spse_needs_no_torch():
         if proc.returncode:
             failures.append(err.strip().splitlines()[-1])
     assert not failures, "\n".join(failures)
+
+
+ENTRY_SCRIPTS = ("train.py", "test.py", "save_style_vector.py", "mix_styles.py", "edit_app.py", "evaluate.py")
+MAX_SCRIPT_FUNCTION_LINES = 40
+
+
+def test_entry_scripts_are_thin_and_share_one_exit_convention():
+    """No class and no function over 40 lines in an entry script; each runs its command through run_cli."""
+    problems = []
+    for script in ENTRY_SCRIPTS:
+        tree = ast.parse(open(os.path.join(ROOT, script), encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                problems.append(f"{script}: class {node.name} (options and library code live in the packages)")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_SCRIPT_FUNCTION_LINES:
+                    problems.append(f"{script}: {node.name} has {lines} lines")
+        calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        if "run_cli" not in calls:
+            problems.append(f"{script}: does not call util.cli.run_cli")
+        handlers = [n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler) and isinstance(n.type, ast.Name)
+                    and n.type.id == "USER_ERRORS"]
+        if handlers:
+            problems.append(f"{script}: catches USER_ERRORS itself (run_cli prints them and sets status 2)")
+    assert not problems, "\n".join(problems)

@@ -143,11 +143,46 @@ def test_build_options_goes_through_the_parsers(tmp_path):
 
 
 def test_run_specific_options_are_real_flags():
+    from options.editor_options import EditorOptions
+    from options.export_options import ExportOptions
+
     dests = set()
-    for options in (TrainOptions(), TestOptions(), MixOptions()):
+    for options in (TrainOptions(), TestOptions(), MixOptions(), EditorOptions(), ExportOptions()):
         parser = options.build_parser(["--gpu_ids", "-1"])
         dests |= {a.dest for a in parser._actions}
     assert RUN_SPECIFIC_OPTIONS <= dests, sorted(RUN_SPECIFIC_OPTIONS - dests)
+
+
+def test_every_flag_is_either_reloaded_from_opt_json_or_run_specific():
+    """A new flag must be put in one set: the architecture (marked by its component) or the run's own."""
+    from options.editor_options import EditorOptions
+    from options.export_options import ExportOptions
+    from util.flag_rules import architecture_flags
+
+    for options in (TrainOptions(), TestOptions(), MixOptions(), EditorOptions(), ExportOptions()):
+        parser = options.build_parser(["--gpu_ids", "-1"])
+        dests = {a.dest for a in parser._actions} - {"help"}
+        architecture = architecture_flags(parser)
+        neither = dests - architecture - RUN_SPECIFIC_OPTIONS
+        assert not neither, f"{type(options).__name__}: {sorted(neither)} in neither set"
+        assert not architecture & RUN_SPECIFIC_OPTIONS, sorted(architecture & RUN_SPECIFIC_OPTIONS)
+        assert {"ngf", "label_nc", "crop_size", "norm_G", "model"} <= architecture
+    train = architecture_flags(TrainOptions().build_parser(["--gpu_ids", "-1"]))
+    assert {"ndf", "num_D", "lambda_feat", "no_vgg_loss"} <= train  # D and losses: training only
+
+
+def test_test_options_reload_only_the_architecture_flags(tmp_path):
+    folder = tmp_path / "ck" / "run"
+    folder.mkdir(parents=True)
+    saved = {"ngf": 8, "label_nc": 5, "crop_size": 64, "norm_G": "spectralspadebatch3x3", "batchSize": 7,
+             "seed": 11, "results_dir": "elsewhere", "ndf": 16, "not_a_flag": 1}
+    (folder / "opt.json").write_text(json.dumps(saved))
+    argv = ["--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1"]
+    opt = TestOptions().parse(argv + ["--label_nc", "6"])
+    assert (opt.ngf, opt.crop_size, opt.norm_G, opt.label_nc) == (8, 64, "spectralspadebatch3x3", 6)  # CLI wins
+    fresh = TestOptions().parse(["--gpu_ids", "-1"])
+    assert (opt.batchSize, opt.seed, opt.results_dir) == (fresh.batchSize, fresh.seed, fresh.results_dir)
+    assert opt.load_size == 64  # derived from the reloaded crop
 
 
 def test_output_nc_sets_the_generator_discriminator_and_data(tmp_path):
@@ -272,3 +307,16 @@ def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tm
         assert shown in flat
     mix_help = " ".join(_help_of(_load_script("mix_styles.py").main, []).split())
     assert "SuperStyleNet style mixing" in mix_help and "testing" not in mix_help.split("options:")[0]
+
+
+def test_flags_read_before_the_parser_is_complete_resolve_like_the_full_parser():
+    from options.editor_options import EditorOptions
+
+    # an abbreviation of a flag read early (--crop_size decides --load_size's default)
+    assert TestOptions().parse(["--crop", "64", "--gpu_ids", "-1"]).load_size == 64
+    # a flag whose name starts another's (--data of the editor, --dataset_mode) is itself
+    opt = EditorOptions().parse(["--data", "somewhere", "--gpu_ids", "-1"])
+    assert opt.data == "somewhere" and opt.dataset_mode == "custom"
+    with pytest.raises(SystemExit):
+        with contextlib.redirect_stderr(io.StringIO()):
+            TestOptions().parse(["--crop_size", "many", "--gpu_ids", "-1"])  # a type error of an early flag

@@ -119,7 +119,7 @@ def _commands(data, checkpoint, out):
              str(LABEL_NC), "--workers", "1", "--no_progress"]),
         "--results_dir": lambda: run_cli(test_script.main, checkpoint + [
             "--results_dir", out, "--label_dir", data["labels"], "--instance_dir", data["codes"]]),
-        "--mix_dir": lambda: mix_styles.cli(mix + ["--mix_dir", out]),
+        "--mix_dir": lambda: run_cli(mix_styles.main, mix + ["--mix_dir", out]),
         "--output": lambda: evaluate.main(["--results_dir", data["images"], "--gt_dir", data["images"],
                                            "--no_progress", "--output", os.path.join(out, "m.json")]),
     }

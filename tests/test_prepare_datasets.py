@@ -8,7 +8,8 @@ from PIL import Image
 
 from data.codes import load_codes
 from data.image_io import read_label, read_rgb
-from datasets import class_names, common
+from data import class_names
+from datasets import common
 from datasets import prepare_celebamask_hq as celeba
 from datasets import prepare_cityscapes as cityscapes
 from datasets import prepare_cmp_facade as cmp

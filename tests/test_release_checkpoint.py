@@ -14,7 +14,7 @@ from options import build_options
 from tests._reference import reference_file
 from tests._release import to_release_layout
 from util.errors import CheckpointError
-from util.io import torch_save_atomic
+from util.torch_io import torch_save_atomic
 
 RELEASE_G_PARAMS = 274_785_245
 RELEASE_D_PARAMS = 1_364_098
@@ -35,7 +35,7 @@ def fixture_state(z):
 def test_release_fixture_is_reproduced(caplog):
     z = np.load(reference_file("original_netG_fixture.npz"))
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=19, ngf=4, crop_size=64)
-    netG = SuperStyleNetGenerator(opt).eval()
+    netG = SuperStyleNetGenerator.from_options(opt).eval()
     with caplog.at_level(logging.INFO, logger="models.checkpoint_compat"):
         notes = load_generator_weights(netG, fixture_state(z))
     assert any("Gsas" in n or "GSAS" in n for n in notes)
@@ -60,7 +60,7 @@ def test_release_generator_key_list_maps_completely():
     shapes = json.load(open(reference_file("original_netG_keys.json")))
     opt = build_options(gpu_ids="-1", is_train=False, label_nc=19, ngf=64, crop_size=256)
     with torch.device("meta"):
-        netG = SuperStyleNetGenerator(opt)
+        netG = SuperStyleNetGenerator.from_options(opt)
     native = netG.state_dict()
     converted, notes = convert_release_generator_state(meta_state(shapes), native.keys(), 19)
     check_state_against(native, converted, "original_netG_keys.json", "generator")  # raises on any gap
@@ -79,7 +79,7 @@ def test_release_discriminator_key_list_maps_completely():
     shapes = json.load(open(reference_file("original_netD_keys.json")))
     opt = build_options(gpu_ids="-1", is_train=True, label_nc=19, ngf=64, crop_size=256)
     with torch.device("meta"):
-        netD = MultiscaleDiscriminator(opt)
+        netD = MultiscaleDiscriminator.from_options(opt)
     check_state_against(netD.state_dict(), meta_state(shapes), "original_netD_keys.json", "discriminator")
     assert sum(p.numel() for p in netD.parameters()) == RELEASE_D_PARAMS
 
@@ -95,9 +95,9 @@ def small_opt(**kw):
 @pytest.fixture(scope="module")
 def small_generators():
     torch.manual_seed(1)
-    g1 = SuperStyleNetGenerator(small_opt())
+    g1 = SuperStyleNetGenerator.from_options(small_opt())
     torch.manual_seed(2)
-    g2 = SuperStyleNetGenerator(small_opt())
+    g2 = SuperStyleNetGenerator.from_options(small_opt())
     return g1, g2
 
 
@@ -155,12 +155,12 @@ def test_release_with_too_few_class_layers_is_an_error(small_generators):
 
 def test_discriminator_round_trip_and_mismatch(tmp_path):
     torch.manual_seed(0)
-    d1, d2 = MultiscaleDiscriminator(small_opt()), MultiscaleDiscriminator(small_opt())
+    d1, d2 = MultiscaleDiscriminator.from_options(small_opt()), MultiscaleDiscriminator.from_options(small_opt())
     path = tmp_path / "latest_net_D.pth"
     torch_save_atomic(d1.state_dict(), str(path))
     load_discriminator_weights(d2, str(path))
     loaded = d2.state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in d1.state_dict().items())
-    d3 = MultiscaleDiscriminator(small_opt(label_nc=4))
+    d3 = MultiscaleDiscriminator.from_options(small_opt(label_nc=4))
     with pytest.raises(CheckpointError, match=r"latest_net_D\.pth.*misshaped.*model0\.0\.weight"):
         load_discriminator_weights(d3, str(path))

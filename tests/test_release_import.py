@@ -50,7 +50,7 @@ def release(tiny_trained, tmp_path_factory):
     torch.save(to_release_layout(tiny.model.netG.state_dict(), n_release_classes=4), src / "50_net_G.pth",
                _use_new_zipfile_serialization=False)
     torch.manual_seed(0)
-    netD = MultiscaleDiscriminator(build_options(True, gpu_ids="-1", label_nc=3, ngf=4, crop_size=32))
+    netD = MultiscaleDiscriminator.from_options(build_options(True, gpu_ids="-1", label_nc=3, ngf=4, crop_size=32))
     torch.save(netD.state_dict(), src / "50_net_D.pth", _use_new_zipfile_serialization=False)
     with zipfile.ZipFile(root / "checkpoint.zip", "w", zipfile.ZIP_STORED) as z:
         for name in ("50_net_G.pth", "50_net_D.pth"):

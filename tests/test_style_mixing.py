@@ -13,6 +13,7 @@ from util.images import label_colormap
 from util.pages import mix_cell_name
 from editing.style_mixing import (StyleMixer, code_channel_slices, interpolate_class_codes, normalise_codes,
                                   replace_class_codes, shift_class_colour)
+from util.cli import run_cli
 from util.errors import CheckpointError, InputError, OptionError
 
 
@@ -196,9 +197,9 @@ def test_cli_colour_edit_column(trained):
 def test_cli_errors_are_clear(trained, capsys):
     out = trained.root / "mix_err"
     base = _base_argv(trained, out) + ["--style_codes", trained.samples[1].code_path]
-    assert mix_styles.cli(base + ["--classes", "wheel"]) == 2
+    assert run_cli(mix_styles.main, base + ["--classes", "wheel"]) == 2
     assert "unknown class name 'wheel'" in capsys.readouterr().err
-    assert mix_styles.cli(base + ["--classes", "1", "--source_codes", trained.samples[0].code_path]) == 2
+    assert run_cli(mix_styles.main, base + ["--classes", "1", "--source_codes", trained.samples[0].code_path]) == 2
     assert "must pair up" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="7_net_G.pth"):
         mix_styles.main(base + ["--classes", "1", "--which_epoch", "7"])

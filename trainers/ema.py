@@ -1,54 +1,26 @@
-"""Exponential moving average (EMA) of the generator's weights.
+"""Exponential moving average (EMA) of the generator's weights (docs/training.md, "EMA generator").
 
-Update rule
------------
-Every ``--ema_every`` generator steps (default 1), each parameter of the
-average moves towards the generator's current value::
+Every ``--ema_every`` generator steps, each parameter moves towards G's::
 
     ema <- d * ema + (1 - d) * p,    d = min(ema_decay ** ema_every, (1 + n) / (10 + n))
 
-where ``n`` is the number of updates done before this one. The second term is
-a warm-up (the rule of TensorFlow's ``ExponentialMovingAverage`` with
-``num_updates``): without it the average would keep ``ema_decay ** t`` of the
-random initial weights after ``t`` steps (37 % after 10,000 steps at 0.9999).
-Raising the decay to the power ``ema_every`` keeps the averaging horizon in
-steps the same when only every k-th step is averaged. The update is one fused
-``torch._foreach_lerp_`` over all parameters (``lerp(ema, p, 1 - d)`` equals
-the formula above up to rounding; tested against the literal formula).
-
-Buffers and BatchNorm
----------------------
-The generator's buffers are BatchNorm running statistics (ACE's
-parameter-free BatchNorm) and spectral norm's power-iteration vectors
-``weight_u`` / ``weight_v``. Averaging them would be wrong: the running
-statistics of the averaged weights are not the average of the running
-statistics. So the buffers are not touched by :meth:`GeneratorEMA.step`;
-:meth:`GeneratorEMA.prepare`, called before the average is evaluated or saved,
-
-1. copies the generator's buffers into the average (the fallback rule when
-   no data are attached or ``--ema_bn_batches 0``), then
-2. recomputes every BatchNorm's running mean and variance with the averaged
-   weights on ``--ema_bn_batches`` training batches (default 20): the
-   running statistics become the plain average of the per-batch mean and
-   unbiased variance, as torch's BatchNorm does with ``momentum=None``; during
-   these passes spectral norm runs one power iteration per batch, so
-   ``weight_u`` / ``weight_v`` follow the averaged weights too.
-
-The recomputation needs no communication (each BatchNorm normalises with the
-statistics of the local batch through a forward hook, its own synchronised
-training path is never entered), so one process can do it alone, and it runs
-under a forked RNG with a fixed seed: it never changes the training run's
-random stream, and two calls on the same weights give the same statistics.
-
-``--ema_cpu`` keeps the average in host memory (no GPU memory at all; each
-update copies G's parameters to the host, so combine it with ``--ema_every``).
+with ``n`` the updates done so far. Buffers are never averaged:
+:meth:`GeneratorEMA.prepare` copies G's buffers and recomputes the BatchNorm
+statistics on ``--ema_bn_batches`` training batches (:class:`EMAData`) under
+a forked RNG, so it never changes the training run's random stream.
+``--ema_cpu`` keeps the average in host memory. The EMA owns its state format
+(:meth:`GeneratorEMA.state_dict`, :meth:`GeneratorEMA.load_state_dict`,
+:meth:`GeneratorEMA.load_network`); a mismatch raises
+:class:`util.errors.CheckpointError`.
 """
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.loader import collate
 from models.checkpoints import cpu_state_dict
 from util.errors import CheckpointError, OptionError
 from util.flag_rules import Range, at_least, check_value, set_rules
@@ -143,6 +115,22 @@ def recompute_batchnorm(module, batches, forward):
     return count
 
 
+@dataclass(frozen=True)
+class EMAData:
+    """The training data of :meth:`GeneratorEMA.prepare`'s BatchNorm recomputation.
+
+    ``dataset``: the training dataset (items as ``data.custom_dataset``);
+    ``batch_size``: samples per pass (the per-process training batch);
+    ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the device
+    to run on (the trainer passes the model's own preprocessing);
+    ``num_workers``: loader processes (below 0, ``--nThreads -1``: read in this process).
+    """
+    dataset: object
+    batch_size: int
+    inputs: object
+    num_workers: int = 0
+
+
 class GeneratorEMA:
     """The averaged generator: a frozen copy of ``netG`` in eval mode, updated by :meth:`step`.
 
@@ -153,9 +141,11 @@ class GeneratorEMA:
         device: where the average lives (default: the device of ``netG``).
         bn_batches: ``--ema_bn_batches`` (see :meth:`prepare`).
         seed: seed of the noise drawn while recomputing BatchNorm statistics.
+        data: training data for :meth:`prepare`'s BatchNorm recomputation, or
+            None (G's statistics are copied): an :class:`EMAData`.
     """
 
-    def __init__(self, netG, decay, every=1, device=None, bn_batches=20, seed=0):
+    def __init__(self, netG, decay, every=1, device=None, bn_batches=20, seed=0, data=None):
         if not 0.0 < decay < 1.0:
             raise OptionError(f"--ema_decay {decay}: the EMA generator needs a decay in (0, 1)")
         device = device if device is not None else next(netG.parameters()).device
@@ -167,17 +157,17 @@ class GeneratorEMA:
         self.num_steps = 0      # generator steps seen
         self.num_updates = 0    # averaging updates done
         self._prepared_at = None
-        self._data = self._inputs = None
+        self.data = data
 
     @classmethod
-    def from_options(cls, opt, netG):
-        """The EMA of ``opt`` (``--ema_decay`` etc.), or None when ``--ema_decay`` is 0."""
+    def from_options(cls, opt, netG, data=None):
+        """The EMA of ``opt`` (``--ema_decay`` etc.) on :class:`EMAData` ``data``; None with ``--ema_decay 0``."""
         validate_options(opt)
         if opt.ema_decay <= 0.0:
             return None
         device = torch.device("cpu") if opt.ema_cpu else None
         return cls(netG, opt.ema_decay, every=opt.ema_every, device=device, bn_batches=opt.ema_bn_batches,
-                   seed=opt.seed)
+                   seed=opt.seed, data=data)
 
     # ----------------------------------------------------------------- averaging
     def current_decay(self):
@@ -214,30 +204,15 @@ class GeneratorEMA:
         self._prepared_at = None
 
     # ----------------------------------------------------------------- buffers
-    def attach_data(self, dataset, batch_size, inputs, num_workers=0):
-        """Training data for :meth:`prepare`'s BatchNorm recomputation.
-
-        ``dataset``: the training dataset (items as ``data.custom_dataset``);
-        ``batch_size``: samples per pass (the per-process training batch);
-        ``inputs(batch) -> (segmap, codes)``: the generator's inputs on the
-        device to run on (the trainer passes the model's own preprocessing).
-        ``num_workers`` below 0 (``--nThreads -1``) reads in this process (a few batches).
-        """
-        self._data = (dataset, max(1, int(batch_size)), max(0, int(num_workers)))
-        self._inputs = inputs
-        self._prepared_at = None
-
     def bn_batches_iter(self):
         """The fixed batches of the recomputation: a seeded permutation of the dataset, in batches."""
-        from data.loader import collate
-
-        if self._data is None or self.bn_batches <= 0:
+        if self.data is None or self.bn_batches <= 0:
             return []
-        dataset, batch_size, workers = self._data[:3]
-        order = np.random.default_rng([self.seed & 0xFFFFFFFF, 4099]).permutation(len(dataset))
+        batch_size = max(1, int(self.data.batch_size))
+        order = np.random.default_rng([self.seed & 0xFFFFFFFF, 4099]).permutation(len(self.data.dataset))
         order = order[: self.bn_batches * batch_size].tolist()
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collate,
-                                           num_workers=workers)
+        return torch.utils.data.DataLoader(self.data.dataset, batch_size=batch_size, sampler=order,
+                                           collate_fn=collate, num_workers=max(0, int(self.data.num_workers)))
 
     def prepare(self, netG, device=None):
         """Make the average usable: G's buffers, then BatchNorm statistics recomputed (see module doc).
@@ -260,7 +235,7 @@ class GeneratorEMA:
             devices = [run_on] if run_on.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
-                recompute_batchnorm(module, batches, lambda m, batch: m(*self._inputs(batch)))
+                recompute_batchnorm(module, batches, lambda m, batch: m(*self.data.inputs(batch)))
             self.module = module.to(own)
         self.module.eval()
         self._prepared_at = self.num_steps
@@ -289,6 +264,20 @@ class GeneratorEMA:
             print(f"note: {path}: the EMA was averaged with decay {state.get('decay')} every "
                   f"{state.get('every')} step(s); it continues with decay {self.decay} every {self.every}")
         self._prepared_at = self.num_steps if prepared else None
+
+    def load_network(self, weights, generator_steps, path):
+        """Continue from a plain ``*_net_G_ema.pth`` (``weights``) after ``generator_steps`` G steps.
+
+        The counters follow from the steps (an epoch snapshot holds no
+        counters); the statistics are recomputed before the next use.
+        """
+        self.load_state_dict({"version": EMA_STATE_VERSION, "module": weights, "num_steps": int(generator_steps),
+                              "num_updates": int(generator_steps) // self.every, "decay": self.decay,
+                              "every": self.every, "prepared": False}, path)
+
+    def held_state(self):
+        """The averaged weights (where they are) and the counters: what must agree on every rank."""
+        return {"module": self.module.state_dict(), "num_steps": self.num_steps, "num_updates": self.num_updates}
 
     def network_state_dict(self, netG, device=None):
         """CPU state_dict of the prepared average, as written to ``*_net_G_ema.pth``."""

@@ -1,56 +1,35 @@
-"""Evaluation during training on a held-out set, and the best checkpoint.
+"""Evaluation during training on a held-out set, and the best checkpoints (docs/training.md).
 
-With ``--eval_dir D`` (``D/labels``, ``D/images``, ``D/codes``: the layout of
-``datasets/prepare_*.py`` and of the demo), every ``--eval_freq`` global steps
-and after the last step, the generator synthesises every image of ``D`` from
-its label map and codes (eval mode, test-time preprocessing as ``test.py``:
-``load_size = crop_size``, centred crop, no flip) and is scored against the
-preprocessed photos with ``evaluate.py``'s conventions (``evaluation/metrics.py``):
-
-* SSIM (RGB; ``--eval_ssim_variant``, by default the release's Gaussian
-  window, as ``evaluate.py``), PSNR (dB, per image, then averaged; identical
-  pairs left out) and RMSE on the [0, 1] scale, computed on the uint8 images
-  that ``test.py`` would write;
-* FID (pytorch-fid's Inception, pool3) between the synthesised and the real
-  images of ``D``, when the Inception weights are found (``--inception_path``
-  or torch's hub cache) and ``D`` holds at least 2 images. Otherwise it is
-  skipped, and that is said once, when training starts.
-
-The averaged generator (``--ema_decay``) is scored the same way, after its
-BatchNorm statistics are recomputed (``trainers/ema.py``); its values carry an
-``ema_`` prefix. The values go to the console, ``loss_log.txt`` and
-tensorboardX (``eval/<name>``). ``--eval_metric`` (ssim, psnr, rmse or fid)
-picks the best checkpoint: ``best_net_G.pth`` is the raw generator at the
-evaluation where it scored best, ``best_net_G_ema.pth`` the averaged
-generator at the evaluation where *it* scored best (the two may come from
-different steps); ``best.json`` records both. The record is part of the
-training state, so a resumed run keeps it.
-
-Noise: each batch of the held-out set gets its own seed (``--seed`` and the
-batch's index), drawn under a forked RNG: evaluation never changes the
-training run's random stream, and two evaluations of the same weights agree.
-
-Distributed runs: the held-out set is split into batches that the ranks take
-in turn (batch ``k`` on rank ``k mod world_size``); every rank scores its own
-share, the per-image values and Inception activations are gathered once, and
-every rank derives the same summary. So one evaluation costs each rank
-``1 / world_size`` of the work, and no rank waits for another beyond that.
-Only rank 0 logs and writes files.
+With ``--eval_dir D`` (``D/labels``, ``D/images``, ``D/codes``), the schedule
+asks for an evaluation every ``--eval_freq`` global steps and after the last
+step; :meth:`TrainingEvaluator.run` takes the generators (raw, prepared EMA)
+and their input function, and returns an :class:`EvalResult`: SSIM
+(``--eval_ssim_variant``), PSNR (dB), RMSE on [0, 1] and FID when the
+Inception weights are found (``ema_`` prefix for the EMA), with
+``evaluate.py``'s conventions (``evaluation/metrics.py``). ``--eval_metric``
+picks ``best_net_G.pth`` / ``best_net_G_ema.pth`` and ``best.json`` (rank 0
+writes). Call it on every rank: the held-out batches are dealt to the ranks
+(batch ``k`` on rank ``k mod world_size``) and the results gathered once.
+Each batch's noise is seeded from ``--seed`` and its index under a forked RNG.
+Its best-so-far record is :meth:`TrainingEvaluator.state_dict`.
 """
 import argparse
 import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from data.loader import collate, create_dataset, loader_workers
+from evaluation import metrics
 from models import checkpoints as ckpt
 from util import distributed as dist_util
-from evaluation import metrics
 from util.errors import CheckpointError, InputError, OptionError
 from util.flag_rules import at_least, check_value, set_rules
+from util.images import tensor2im
 from util.io import write_text_atomic
 
 # metric -> True when larger is better
@@ -109,6 +88,14 @@ def is_better(metric, new, old):
     return new > old if METRICS[metric] else new < old
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """One evaluation: ``values`` (metric name -> float), image ``count``, ``improved`` kinds (raw, ema)."""
+    values: dict
+    count: int
+    improved: list
+
+
 class TrainingEvaluator:
     """Scores the generator (and its EMA) on ``--eval_dir``; keeps the best checkpoints.
 
@@ -121,8 +108,6 @@ class TrainingEvaluator:
     """
 
     def __init__(self, opt, batch_size, rank=0, world_size=1, log=print):
-        from data.loader import create_dataset
-
         validate_options(opt)
         self.opt = opt
         self.metric = opt.eval_metric
@@ -163,13 +148,7 @@ class TrainingEvaluator:
             if self.rank == 0:
                 log(f"[eval] FID is skipped during training: {self.fid_skipped}")
 
-    # ------------------------------------------------------------------ schedule
-    def due(self, step, last=False):
-        """True when global ``step`` is an evaluation step (every ``eval_freq``, and the ``last`` one)."""
-        if step == self.last_step:
-            return False
-        return step % self.opt.eval_freq == 0 or bool(last)
-
+    # ------------------------------------------------------------------ sharding
     def my_batches(self):
         """``(k, indices)`` of the held-out batches of this rank: batch ``k`` goes to rank ``k mod world``."""
         return [(k, idx) for k, idx in enumerate(self.batches) if k % self.world_size == self.rank]
@@ -178,9 +157,6 @@ class TrainingEvaluator:
     @torch.no_grad()
     def _score_local(self, netG, inputs, device, need_real_acts):
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
-        from data.loader import collate, loader_workers
-        from util.images import tensor2im
-
         mine = self.my_batches()
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine], collate_fn=collate,
                                              num_workers=loader_workers(self.opt, self.world_size))
@@ -237,21 +213,21 @@ class TrainingEvaluator:
         return out
 
     # ------------------------------------------------------------------ one evaluation
-    def run(self, trainer, epoch, epoch_iter, visualizer=None):
-        """Evaluate the raw (and EMA) generator of ``trainer`` now; log, keep the best (rank 0 writes).
+    def run(self, step, epoch, generators, inputs):
+        """Score ``generators`` at global ``step`` of ``epoch``; keep the best (rank 0 writes). Call on every rank.
 
-        Call on every rank. Returns the values (``ssim``, ``psnr``, ``rmse``,
-        ``fid``, and ``ema_*`` with the EMA generator).
+        ``generators``: ``{"raw": module, "ema": module or None}`` (the EMA
+        generator already prepared); ``inputs(batch) -> (segmap, codes)`` on
+        the training device. Returns an :class:`EvalResult`: ``values``
+        (``ssim``, ``psnr``, ``rmse``, ``fid``, and ``ema_*``), the image
+        ``count`` and the kinds whose best record ``improved``.
         """
-        step = trainer.global_step
-        device = self.opt.device
-        values = {}
-        raw = self.score(trainer.model.netG, trainer.generator_inputs, device)
-        values.update({k: v for k, v in raw.items() if k != "count"})
-        ema_module = trainer.ema_generator()
-        if ema_module is not None:
-            ema = self.score(ema_module, trainer.generator_inputs, device)
-            values.update({f"ema_{k}": v for k, v in ema.items() if k != "count"})
+        values, count = {}, 0
+        for kind, prefix in (("raw", ""), ("ema", "ema_")):
+            if generators.get(kind) is not None:
+                scores = self.score(generators[kind], inputs, self.opt.device)
+                count = count or scores["count"]
+                values.update({prefix + k: v for k, v in scores.items() if k != "count"})
         improved = []
         for kind, prefix in (("raw", ""), ("ema", "ema_")):
             value = values.get(prefix + self.metric)
@@ -261,23 +237,17 @@ class TrainingEvaluator:
         self.last_step, self.last_values = step, dict(values)
         self.history.append((int(step), dict(values)))
         if self.rank == 0:
-            self._write_best(trainer, improved)
-            if visualizer is not None:
-                visualizer.print_eval(epoch, epoch_iter, step, values, raw["count"],
-                                      [f"{k} {self.metric}" for k in improved])
-                visualizer.plot_eval(values, step)
-        return values
+            self._write_best(generators, improved)
+        return EvalResult(values, count, improved)
 
-    def _write_best(self, trainer, improved):
+    def _write_best(self, generators, improved):
         if not improved:
             return
         folder = os.path.join(self.opt.checkpoints_dir, self.opt.name)
         os.makedirs(folder, exist_ok=True)
-        if "raw" in improved:
-            ckpt.save_network(trainer.model.netG, ckpt.network_path(folder, "best", "G"))
-        if "ema" in improved:
-            ckpt.torch_save_atomic(trainer.ema.network_state_dict(trainer.model.netG, self.opt.device),
-                                   ckpt.network_path(folder, "best", ckpt.EMA_NET))
+        for kind in improved:
+            net = "G" if kind == "raw" else ckpt.EMA_NET
+            ckpt.save_network(generators[kind], ckpt.network_path(folder, "best", net))
         record = {"metric": self.metric, "higher_is_better": METRICS[self.metric],
                   "eval_dir": os.path.abspath(self.opt.eval_dir), **self.best}
         write_text_atomic(os.path.join(folder, BEST_FILE), json.dumps(record, indent=2) + "\n")

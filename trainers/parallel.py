@@ -19,7 +19,9 @@
 """
 import numpy as np
 import torch
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
+from models.networks.sync_batchnorm import SyncBatchNorm2d
 from util.errors import OptionError
 
 COMM_HOOKS = ("none", "bf16", "fp16")
@@ -40,8 +42,6 @@ def modify_commandline_options(parser, is_train):
 
 
 def _synchronised_batchnorm_types():
-    from models.networks.sync_batchnorm import SyncBatchNorm2d
-
     return (torch.nn.SyncBatchNorm, SyncBatchNorm2d)
 
 
@@ -68,8 +68,6 @@ def buffers_need_broadcast(net):
 
 def register_comm_hook(ddp, name):
     """Register the gradient compression hook ``name`` (:data:`COMM_HOOKS`) on the DDP module ``ddp``."""
-    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
-
     if name not in COMM_HOOKS:
         raise OptionError(f"--ddp_comm_hook {name}: choose one of {', '.join(COMM_HOOKS)}")
     if name == "none":

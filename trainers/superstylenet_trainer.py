@@ -1,60 +1,33 @@
-"""The training step, optimisers, learning-rate schedule and checkpoints.
+"""The training step, optimisers, learning-rate schedule and checkpoints (docs/training.md).
 
-One :meth:`SuperStyleNetTrainer.train_step` per batch follows the release:
-a generator update on every ``--D_steps_per_G``-th step (counted over the
-whole run), then one discriminator update. With the default 1 that is one G
-step and one D step per batch. The weighted losses are formed in one
-place, ``SuperStyleNetModel.weighted_sum``, from ``model.loss_weights``; the
-raw losses are what gets logged.
-
-Optimisers (docs/method.md §9): Adam; TTUR by default (G ``lr/2``, D ``2·lr``, betas
-``(0, 0.9)``); ``--no_TTUR`` uses ``lr`` for both with ``(beta1, beta2)``.
-Schedule: epochs are 1-based; epoch ``e`` trains at
-``lr · (1 - max(0, e - 1 - niter) / niter_decay)`` -- constant for ``niter``
-epochs, then a linear decay by ``lr/niter_decay`` after each further epoch,
-exactly when the release's per-epoch update happened.
-
-Fine-tuning (``--init_from``, :meth:`SuperStyleNetTrainer.init_from`) loads
-plain ``net_G`` / ``net_D`` files (this project's or the release's) into a
-fresh run; ``--continue_train`` (:meth:`SuperStyleNetTrainer.load_train_state`)
-resumes this run exactly from its training state.
-
-The averaged generator (``trainers/ema.py``, ``--ema_decay``) is updated after
-every G step and written with every checkpoint (``*_net_G_ema.pth`` and inside
-the training state); an evaluator (``trainers/evaluator.py``) attached as
-``trainer.evaluator`` has its best-so-far record saved in the training state.
-
-Run settings (see docs/training.md, "GPU training"), applied in this order
-when the trainer is built: batch norm chosen for the run
-(:func:`models.networks.sync_batchnorm.select_batchnorm`: torch's BatchNorm
-in one process, the project's layer, one all-reduce per layer, across
-processes on CUDA and CPU); ``--channels_last``;
-the EMA generator's copy of G; DistributedDataParallel
-around G and D separately, without ``find_unused_parameters``, buffers
-broadcast only where needed and ``--ddp_comm_hook`` (:mod:`trainers.parallel`);
-``--compile`` after it (``nn.Module.compile`` of G, D and the VGG loss, in place, so
-parameter names and checkpoints do not change). On CUDA,
-TF32 matmuls/convolutions and cuDNN autotuning are enabled and Adam uses its
-fused kernel. ``--amp`` autocasts to :func:`amp_dtype`; only float16 uses a
-GradScaler. No step reads a value back from the device: the losses are kept
-as tensors and read when they are printed (:meth:`latest_losses`).
-
-Several processes: :meth:`save` is called on every rank (it gathers each
-rank's RNG state), rank 0 copies the state to the host and a background
-thread writes the files (:class:`models.checkpoints.CheckpointWriter`);
-:meth:`wait_for_saves` before reading them. Loads are checked to agree on all
-ranks by :func:`trainers.rank_agreement.load_on_every_rank` (``train.py``).
+:class:`SuperStyleNetTrainer` owns the model (DDP-wrapped in a distributed
+run), Adam for G and D (TTUR by default, docs/method.md §9), the AMP scaler
+and the EMA generator. :meth:`~SuperStyleNetTrainer.train_step` runs a G
+update on every ``--D_steps_per_G``-th step, then a D update; the losses stay
+on the device until :meth:`~SuperStyleNetTrainer.latest_losses`.
+:meth:`~SuperStyleNetTrainer.save` is called on every rank (rank 0 writes in
+the background; :meth:`~SuperStyleNetTrainer.wait_for_saves`);
+:meth:`~SuperStyleNetTrainer.resume` (``--continue_train``) and
+:meth:`~SuperStyleNetTrainer.init_from` (``--init_from``) load files, raising
+:class:`util.errors.CheckpointError` naming the file. The order in which run
+settings are applied (batch norm, ``--channels_last``, EMA copy, DDP,
+``--compile``) is described in docs/training.md, "Trainer and checkpoints".
 """
 import contextlib
 import os
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from models import checkpoints as ckpt
 from models import create_model
-from trainers.ema import GeneratorEMA
+from models.networks.sync_batchnorm import select_batchnorm
+from trainers import parallel
+from trainers.ema import EMAData, GeneratorEMA
+from trainers.parallel import seed_rank_noise
 from util import distributed as dist_util
 from util.errors import CheckpointError, OptionError
+from util.torch_io import load_torch_file
 
 
 def learning_rate_for_epoch(opt, epoch):
@@ -114,9 +87,7 @@ class SuperStyleNetTrainer:
             (``[local_rank]`` on CUDA, ``None`` on CPU); ``False`` for no DDP.
     """
 
-    def __init__(self, opt, model=None, ddp_device_ids=False):
-        from models.networks.sync_batchnorm import select_batchnorm
-
+    def __init__(self, opt, model=None, ddp_device_ids=False, ema_data=None, evaluator=None):
         self.opt = opt
         if model is None:
             model = create_model(opt)
@@ -130,7 +101,8 @@ class SuperStyleNetTrainer:
             self.model.set_memory_format(torch.channels_last)
         self.model.train()
         # the averaged generator copies netG as it is now: batch norm chosen, memory format set, not compiled
-        self.ema = GeneratorEMA.from_options(opt, self.model.netG)  # None with --ema_decay 0
+        data = None if ema_data is None else EMAData(*ema_data, self.generator_inputs, int(opt.nThreads))
+        self.ema = GeneratorEMA.from_options(opt, self.model.netG, data=data)  # None with --ema_decay 0
         if distributed:
             self.wrap_distributed(ddp_device_ids)
         if opt.compile:  # after DDP wrapping, as torch documents
@@ -144,7 +116,7 @@ class SuperStyleNetTrainer:
         self.g_losses, self.d_losses = {}, {}
         self.generated = None
         self.set_epoch_lr(1)
-        self.evaluator = None  # set by train.py with --eval_dir
+        self.evaluator = evaluator  # its record is part of the training state
         self.writer = ckpt.CheckpointWriter(background=True)
         self.loaded_files = []  # the files the latest resume / init_from read
         self.resumed_at = None  # (epoch, epoch_iter) of the latest resume
@@ -159,6 +131,7 @@ class SuperStyleNetTrainer:
         ``aot_eager`` traces without generating code, which the CPU tests use
         because inductor's C++ compilation takes many minutes on a small CPU).
         """
+        # here, not at the top: it imports torch._dynamo (about 1.5 s), needed with --compile only
         from models.networks.compile_support import compile_model
 
         compile_model(self.model, self.opt.compile_backend)
@@ -175,10 +148,6 @@ class SuperStyleNetTrainer:
         (:func:`trainers.parallel.buffers_need_broadcast`); ``--ddp_comm_hook``
         compresses the gradients.
         """
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        from trainers import parallel
-
         kw = dict(device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=True)
         self.ddp_G = DDP(self.model.netG, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netG), **kw)
         self.ddp_D = DDP(self.model.netD, forward_sync_buffers=parallel.buffers_need_broadcast(self.model.netD), **kw)
@@ -212,10 +181,6 @@ class SuperStyleNetTrainer:
         self.current_lr = lr
         return lr
 
-    def weighted_loss(self, losses):
-        """``Σ model.loss_weights[k] · losses[k]``, via the model's single weighting function."""
-        return self.model.weighted_sum(losses)
-
     def _autocast(self):
         if self.amp_dtype is not None:
             return torch.autocast(device_type=self.opt.device.type, dtype=self.amp_dtype)
@@ -226,7 +191,7 @@ class SuperStyleNetTrainer:
         self.optimizer_G.zero_grad(set_to_none=True)
         with self._autocast():
             losses, generated = self.model(data, "generator")
-            total = self.weighted_loss(losses)
+            total = self.model.weighted_sum(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_G)
         self.scaler.update()
@@ -241,7 +206,7 @@ class SuperStyleNetTrainer:
         self.optimizer_D.zero_grad(set_to_none=True)
         with self._autocast():
             losses = self.model(data, "discriminator")
-            total = self.weighted_loss(losses)
+            total = self.model.weighted_sum(losses)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer_D)
         self.scaler.update()
@@ -264,11 +229,6 @@ class SuperStyleNetTrainer:
         return dict(zip(losses, values))
 
     # ------------------------------------------------------------ EMA generator
-    def attach_ema_data(self, dataset, batch_size):
-        """Give the EMA generator the training data (``batch_size`` per pass) for its BatchNorm statistics."""
-        if self.ema is not None:
-            self.ema.attach_data(dataset, batch_size, self.generator_inputs, num_workers=int(self.opt.nThreads))
-
     def generator_inputs(self, data):
         """``(segmap, codes)`` of batch ``data`` on the training device (the model's preprocessing)."""
         segmap, _, codes = self.model.preprocess_input(data)
@@ -435,8 +395,7 @@ class SuperStyleNetTrainer:
                  "scaler": self.scaler.state_dict(), "global_step": int(self.global_step),
                  "lr": float(self.current_lr), "position": position}
         if self.ema is not None:
-            state["ema"] = {"module": self.ema.module.state_dict(), "num_steps": self.ema.num_steps,
-                            "num_updates": self.ema.num_updates}
+            state["ema"] = self.ema.held_state()
         where = f"global step {self.global_step}"
         if position is not None:
             where = f"epoch {position[0]}, iteration {position[1]}, " + where
@@ -444,16 +403,12 @@ class SuperStyleNetTrainer:
 
     def _resume_ema_from_snapshot(self, path):
         """Continue the average from the snapshot's ``*_net_G_ema.pth``, or restart it from netG."""
-        from trainers.ema import EMA_STATE_VERSION
-
         if not os.path.isfile(path):
             print(f"note: {path} not found; the EMA generator restarts from the loaded weights")
             self.ema.reset_to(self.model.netG)
             return
         g_steps = -(-self.global_step // self.opt.D_steps_per_G)  # generator steps done so far
-        self.ema.load_state_dict({"version": EMA_STATE_VERSION, "module": ckpt.load_torch_file(path, "EMA generator"),
-                                  "num_steps": g_steps, "num_updates": g_steps // self.ema.every,
-                                  "decay": self.ema.decay, "every": self.ema.every, "prepared": False}, path)
+        self.ema.load_network(load_torch_file(path, "EMA generator"), g_steps, path)
 
     def load_train_state(self, which_epoch):
         """Restore everything from ``{which_epoch}_train_state.pth``; returns ``(epoch, epoch_iter)``.
@@ -481,8 +436,6 @@ class SuperStyleNetTrainer:
 
     def _restore_rng(self, state, path):
         """This rank's own RNG state from the training state (each rank saved its own)."""
-        from trainers.parallel import seed_rank_noise
-
         rank, world = dist_util.get_rank(), dist_util.get_world_size()
         rng, own = ckpt.rng_state_for_rank(state, rank, world)
         if rng is not None:

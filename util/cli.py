@@ -4,6 +4,7 @@ import textwrap
 import sys
 
 from util.errors import USER_ERRORS
+from util.threads import cap_threads
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -24,23 +25,25 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
-def run_cli(main, argv=None, cleanup=None):
+def run_cli(main, argv=None, cleanup=None, torch_threads=True):
     """Run ``main(argv)`` as a command-line entry point and return its exit status.
 
     Errors caused by the user's input or options (:data:`util.errors.USER_ERRORS`)
     are printed as one ``error: ...`` line and give status 2; other exceptions
-    propagate with their traceback. ``cleanup`` (optional) always runs afterwards.
-    Torch's threads are capped first (:func:`util.threads.cap_threads`).
+    propagate with their traceback. ``main`` returning an ``int`` sets the status
+    (1: a batch job in which some items failed); any other result gives 0.
+    ``cleanup`` (optional) always runs afterwards. Torch's threads are capped
+    first (:func:`util.threads.cap_threads`) unless ``torch_threads`` is False
+    (a torch-free command: capping would load torch).
     """
-    from util.threads import cap_threads
-
-    cap_threads()
+    if torch_threads:
+        cap_threads()
     try:
-        main(argv)
+        result = main(argv)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         if cleanup is not None:
             cleanup()
-    return 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0

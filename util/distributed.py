@@ -21,6 +21,10 @@ import socket
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from util import errors as errs
+from util.errors import OptionError, USER_ERRORS
 
 
 def is_launched_distributed():
@@ -90,7 +94,6 @@ def _launched_process(index, fn, argv, nprocs, port, errors):
     os.environ.update({"RANK": str(index), "LOCAL_RANK": str(index), "WORLD_SIZE": str(nprocs),
                        "LOCAL_WORLD_SIZE": str(nprocs), "GROUP_RANK": "0",
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    from util.errors import USER_ERRORS
 
     try:
         fn(argv)
@@ -114,10 +117,6 @@ def launch(fn, argv, nprocs):
     ``ProcessRaisedException`` / ``ProcessExitedException`` (the others are
     stopped).
     """
-    import torch.multiprocessing as mp
-
-    from util import errors as errs
-
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     try:
@@ -293,8 +292,6 @@ def slurm_environment(environ):
     the variables are incomplete, or when ``srun`` started several tasks that
     each run a torchrun of a different node count (independent duplicate runs).
     """
-    from util.errors import OptionError
-
     if not any(k in environ for k in ("SLURM_STEP_ID", "SLURM_STEPID")):
         return {}  # not inside srun (e.g. the batch script itself): one process is one process
     tasks_var = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in environ else "SLURM_NTASKS"

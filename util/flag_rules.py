@@ -103,6 +103,26 @@ def set_rules(parser, **rules):
     return parser
 
 
+def mark_architecture(parser, *dests):
+    """Mark flags of ``parser`` (or an argument group) as describing the trained networks.
+
+    Their values are saved in ``opt.json`` and test synthesis takes them from
+    there (the command line still wins). Raises ``KeyError`` for a name that
+    is no flag of the parser.
+    """
+    actions = {a.dest: a for a in parser._actions}
+    for dest in dests:
+        if dest not in actions:
+            raise KeyError(f"mark_architecture: no flag --{dest} in this parser")
+        actions[dest].architecture = True
+    return parser
+
+
+def architecture_flags(parser):
+    """The dests of the flags marked by :func:`mark_architecture` (a frozenset)."""
+    return frozenset(a.dest for a in parser._actions if getattr(a, "architecture", False))
+
+
 def value_problem(value, kind, rule):
     """Why ``value`` is not acceptable for a flag of type ``kind`` (int, float or None) and ``rule``.
 

@@ -27,6 +27,7 @@ import socket
 import tempfile
 
 import numpy as np
+from PIL import Image
 
 from util.errors import OutputError
 
@@ -125,22 +126,12 @@ def save_npy_atomic(path, array):
     write_bytes_atomic(path, buf.getvalue())
 
 
-def torch_save_atomic(obj, path):
-    """Atomically ``torch.save`` ``obj`` to ``path``."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def save_image_atomic(path, image, jpeg_quality=95):
     """Atomically save an image (HxW or HxWx3 uint8 array, or PIL image) to ``path``.
 
     The format follows the file extension of ``path``; JPEG files are written
     with ``jpeg_quality`` (default 95).
     """
-    from PIL import Image
-
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image))
     fmt = os.path.splitext(path)[1].lstrip(".").lower()

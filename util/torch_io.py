@@ -1,10 +1,20 @@
-"""Reading ``torch.save`` files with clear errors (checkpoints, VGG19 and Inception weights)."""
+"""Torch files: atomic saving, and loading with clear errors (checkpoints, VGG19 and Inception weights).
+
+Kept apart from :mod:`util.io`, which loads no torch (SPSE's worker processes use it).
+"""
 import os
 import pickle
 
 import torch
 
 from util.errors import CheckpointError
+from util.io import atomic_path
+
+
+def torch_save_atomic(obj, path):
+    """Atomically ``torch.save`` ``obj`` to ``path`` (``path`` is untouched when the write fails)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_torch_file(path, what="checkpoint", mmap=False):

@@ -11,7 +11,7 @@ from torch.nn.utils import spectral_norm
 from models.networks.init import init_weights
 from models.networks.sync_batchnorm import SyncBatchNorm2d
 from util.errors import OptionError
-from util.flag_rules import at_least, set_rules
+from util.flag_rules import at_least, mark_architecture, set_rules
 
 NORM_D_TYPES = ("instance", "batch", "syncbatch", "none")
 
@@ -83,6 +83,12 @@ class MultiscaleDiscriminator(nn.Module):
 
     forward(x): x = concat(one-hot segmap, image) (B, J+3, H, W) -> list (per
     scale, finest first) of lists (per layer) of feature maps.
+
+    Args (the flags of the same names; :meth:`from_options` reads them from options):
+        semantic_nc: J; output_nc: channels of the image (input channels J + output_nc).
+        ndf, num_D, n_layers_D, norm_D: width, scales, layers per scale, ``[spectral](instance|batch|syncbatch|none)``.
+        init_type, init_variance: the initialisation.
+    Raises :class:`OptionError` for ``num_D`` < 1 or an unsupported ``norm_D``.
     """
 
     @staticmethod
@@ -95,18 +101,25 @@ class MultiscaleDiscriminator(nn.Module):
         g.add_argument("--norm_D", type=str, default="spectralinstance",
                        help="discriminator normalisation: [spectral](instance|batch|syncbatch|none)")
         set_rules(g, ndf=at_least(1), num_D=at_least(1), n_layers_D=at_least(1))
+        mark_architecture(g, "ndf", "num_D", "n_layers_D", "norm_D")
         return parser
 
-    def __init__(self, opt):
+    def __init__(self, semantic_nc, output_nc=3, ndf=64, num_D=2, n_layers_D=3, norm_D="spectralinstance",
+                 init_type="xavier", init_variance=0.02):
         super().__init__()
-        num_d = int(opt.num_D)
+        num_d = int(num_D)
         if num_d < 1:
             raise OptionError(f"--num_D {num_d}: must be at least 1")
-        input_nc = opt.semantic_nc + opt.output_nc
+        input_nc = int(semantic_nc) + int(output_nc)
         for i in range(num_d):
-            self.add_module(f"discriminator_{i}", NLayerDiscriminator(
-                input_nc, int(opt.ndf), int(opt.n_layers_D), opt.norm_D))
-        init_weights(self, opt.init_type, float(opt.init_variance))
+            self.add_module(f"discriminator_{i}", NLayerDiscriminator(input_nc, int(ndf), int(n_layers_D), norm_D))
+        init_weights(self, init_type, float(init_variance))
+
+    @classmethod
+    def from_options(cls, opt):
+        """The discriminator of training options ``opt`` (``semantic_nc``, ``output_nc`` and D's flags)."""
+        return cls(opt.semantic_nc, output_nc=opt.output_nc, ndf=opt.ndf, num_D=opt.num_D, n_layers_D=opt.n_layers_D,
+                   norm_D=opt.norm_D, init_type=opt.init_type, init_variance=opt.init_variance)
 
     @staticmethod
     def downsample(x):

@@ -4,11 +4,11 @@ import re
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.networks.architecture import StyleResBlock
+from models.networks.style_resblock import StyleResBlock
 from models.networks.ace import STYLE_DIM
 from models.networks.init import INIT_TYPES, init_weights
 from util.errors import InputError, OptionError
-from util.flag_rules import POSITIVE, at_least, set_rules
+from util.flag_rules import POSITIVE, at_least, mark_architecture, set_rules
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
 NORM_G_PATTERN = re.compile(r"^(spectral)?spade(syncbatch|batch)3x3$")
@@ -29,6 +29,13 @@ class SuperStyleNetGenerator(nn.Module):
 
     forward(segmap, codes): segmap (B, J, H, W) one-hot float, codes (B, J, 512)
     normalised codes -> image (B, output_nc, sh·2**k, crop_size).
+
+    Args (the flags of the same names; :meth:`from_options` reads them from options):
+        semantic_nc: J, the one-hot channels (``label_nc``, plus 1 for don't care).
+        crop_size, aspect_ratio, num_upsampling_layers: the output size (:func:`latent_size`).
+        ngf: width (channels of the last block); norm_G: ``[spectral]spade(syncbatch|batch)3x3``.
+        output_nc: 3 (RGB) or 1; init_type, init_variance: the initialisation (``models/networks/init.py``).
+    Raises :class:`OptionError` for an unsupported ``norm_G`` or a crop that breaks the crop-size rule.
     """
 
     @staticmethod
@@ -47,21 +54,23 @@ class SuperStyleNetGenerator(nn.Module):
         g.add_argument("--init_variance", type=float, default=0.02,
                        help="gain/std of the initialisation")
         set_rules(g, ngf=at_least(1), init_variance=POSITIVE)
+        mark_architecture(g, "ngf", "num_upsampling_layers", "norm_G", "init_type", "init_variance")
         return parser
 
-    def __init__(self, opt):
+    def __init__(self, semantic_nc, crop_size=256, ngf=64, num_upsampling_layers="normal", aspect_ratio=1.0,
+                 norm_G="spectralspadesyncbatch3x3", output_nc=3, init_type="xavier", init_variance=0.02):
         super().__init__()
-        self.label_nc = opt.semantic_nc
-        nf = int(opt.ngf)
-        mode = opt.num_upsampling_layers
-        norm_g = opt.norm_G
+        self.label_nc = int(semantic_nc)
+        nf = int(ngf)
+        mode = num_upsampling_layers
+        norm_g = norm_G
         match = NORM_G_PATTERN.match(norm_g)
         if match is None:
             raise OptionError(f"--norm_G {norm_g!r}: supported values are [spectral]spadesyncbatch3x3 and "
                               "[spectral]spadebatch3x3 (ACE always uses batch statistics, as in the release)")
         use_spectral = match.group(1) is not None
         self.mode = mode
-        self.sh, self.sw = self.compute_latent_size(opt)
+        self.sh, self.sw = latent_size(crop_size, mode, aspect_ratio)
         j = self.label_nc
         self.fc = nn.Conv2d(j, 16 * nf, 3, padding=1)
         self.head_0 = StyleResBlock(16 * nf, 16 * nf, j, use_spectral)
@@ -75,13 +84,15 @@ class SuperStyleNetGenerator(nn.Module):
         if mode == "most":
             self.up_4 = StyleResBlock(nf, nf // 2, j, use_spectral, use_style=False)
             final_nc = nf // 2
-        self.conv_img = nn.Conv2d(final_nc, opt.output_nc, 3, padding=1)
-        init_weights(self, opt.init_type, float(opt.init_variance))
+        self.conv_img = nn.Conv2d(final_nc, int(output_nc), 3, padding=1)
+        init_weights(self, init_type, float(init_variance))
 
-    @staticmethod
-    def compute_latent_size(opt):
-        """(sh, sw) of the latent grid of ``opt`` (:func:`latent_size`)."""
-        return latent_size(opt.crop_size, opt.num_upsampling_layers, opt.aspect_ratio)
+    @classmethod
+    def from_options(cls, opt):
+        """The generator of options ``opt`` (``semantic_nc`` and the generator's flags)."""
+        return cls(opt.semantic_nc, crop_size=opt.crop_size, ngf=opt.ngf,
+                   num_upsampling_layers=opt.num_upsampling_layers, aspect_ratio=opt.aspect_ratio, norm_G=opt.norm_G,
+                   output_nc=opt.output_nc, init_type=opt.init_type, init_variance=opt.init_variance)
 
     def check_inputs(self, segmap, codes):
         """Raise InputError when the segmap/codes shapes do not fit this generator."""

@@ -10,6 +10,9 @@ import math
 import torch
 import torch.nn as nn
 
+from models.networks.ace import PerClassLinear
+from models.networks.gsas import GraphCoefficient
+
 INIT_TYPES = ("xavier", "xavier_uniform", "normal", "kaiming", "orthogonal", "none")
 
 
@@ -40,9 +43,6 @@ def init_weights(net, init_type="xavier", gain=0.02):
     ``gain`` is ``--init_variance`` (0.02 by default): the xavier gain, the
     std of the 'normal' scheme and of the N(1, gain) affine-norm weights.
     """
-    from models.networks.ace import PerClassLinear
-    from models.networks.gsas import GraphCoefficient
-
     if init_type not in INIT_TYPES:
         raise ValueError(f"unknown init_type {init_type!r}; choose from {INIT_TYPES}")
     for m in net.modules():

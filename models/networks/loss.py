@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.torch_io import load_torch_file
 from util.errors import CheckpointError, OptionError
-from util.flag_rules import NON_NEGATIVE, set_rules
+from util.flag_rules import NON_NEGATIVE, mark_architecture, set_rules
+from util.torch_io import load_torch_file
 
 GAN_MODES = ("hinge", "ls", "original", "w")
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
@@ -32,6 +32,7 @@ def modify_commandline_options(parser, is_train):
                    help=f"ImageNet VGG19 weights (torchvision's {VGG19_FILENAME}); when left out, torch's "
                         "hub cache <torch.hub.get_dir()>/checkpoints/" + VGG19_FILENAME)
     set_rules(g, lambda_feat=NON_NEGATIVE, lambda_vgg=NON_NEGATIVE)
+    mark_architecture(g, "gan_mode", "lambda_feat", "lambda_vgg", "no_ganFeat_loss", "no_vgg_loss")
     return parser
 
 
@@ -130,6 +131,7 @@ class VGG19Features(nn.Module):
 
 def vgg19_conv_stack():
     """torchvision's VGG19 conv stack (``vgg19().features``), untrained; the classifier is not needed."""
+    # here, not at the top: importing torchvision takes about 1.5 s, which every script would pay
     from torchvision.models.vgg import cfgs, make_layers
 
     return make_layers(cfgs["E"], batch_norm=False)
