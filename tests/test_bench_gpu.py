@@ -7,18 +7,12 @@ for 'amp'), and producing a complete table.
 """
 import json
 import math
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests._benchmarks import import_benchmark
 
 
 def test_bench_gpu_tiny_cpu_run_reports_every_configuration(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import bench_gpu
-    finally:
-        sys.path.pop(0)
+    bench_gpu = import_benchmark("bench_gpu")
     out = tmp_path / "gpu.json"
     result = bench_gpu.main(["--device", "cpu", "--tiny", "--batches", "2", "--variants", "reference,ours_cl",
                              "--no_vgg", "--json", str(out)])
@@ -42,11 +36,7 @@ def test_bench_gpu_tiny_cpu_run_reports_every_configuration(tmp_path):
 
 def test_bench_gpu_feeds_training_from_files_and_reports_the_compiled_graphs():
     """The compiled variant (aot_eager here) is fed by the DataLoader and prints dynamo's counts: no break."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import bench_gpu
-    finally:
-        sys.path.pop(0)
+    bench_gpu = import_benchmark("bench_gpu")
     result = bench_gpu.main(["--device", "cpu", "--tiny", "--variants", "ours_compile", "--tasks", "train",
                              "--precisions", "fp32", "--no_vgg", "--no_flops", "--compile_backend", "aot_eager"])
     (r,) = result["results"]

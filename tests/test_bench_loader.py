@@ -6,18 +6,12 @@ items (the labels agree exactly, the photos within a few levels) and
 writing a complete report.
 """
 import json
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests._benchmarks import import_benchmark
 
 
 def test_bench_loader_tiny_run_reports_both_paths_on_both_data_sets(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import bench_loader
-    finally:
-        sys.path.pop(0)
+    bench_loader = import_benchmark("bench_loader")
     out = tmp_path / "loader.json"
     result = bench_loader.main(["--tiny", "--n", "4", "--batch", "2", "--repeats", "1", "--json", str(out)])
     saved = json.loads(out.read_text())
