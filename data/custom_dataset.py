@@ -16,7 +16,7 @@ label values checked, don't care mapped) and the aspect-ratio rule of
 ``data/image_io.py``, shared with SPSE extraction and style mixing. A JPEG
 photo is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers
 the size the preprocessing resizes it to
-(:func:`data.image_io.read_rgb_at_least`); docs/training.md ("Data loading")
+(:func:`data.image_io.read_rgb_image_at_least`); docs/training.md ("Data loading")
 gives the effect on the pixels.
 
 A batch is a dict (DESIGN.md):
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from data.codes import check_code_header, load_codes, model_codes
-from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb_at_least, unpaired_error
+from data.image_io import check_aspect_ratio, group_by_stem, list_files, list_label_files, read_rgb_image_at_least, unpaired_error
 from data.transforms import load_label, transform_image, transform_image_uint8
 from util.errors import InputError
 
@@ -135,8 +135,8 @@ class CustomDataset(torch.utils.data.Dataset):
         label, params = load_label(label_path, opt, rng)
         item = {"label": label, "codes": self.load_codes(index), "path": image_path or label_path}
         if image_path is not None:
-            image, stored_size = read_rgb_at_least(image_path, params["scaled_size"])
+            image, stored_size = read_rgb_image_at_least(image_path, params["scaled_size"])
             check_aspect_ratio(stored_size, params["label_size"], image_path, label_path)
             transform = transform_image_uint8 if self.uint8_images else transform_image
-            item["image"] = transform(image, opt, params)
+            item["image"] = transform(image, opt, params, window_only=image.size != stored_size)
         return item

@@ -187,11 +187,12 @@ def too_large_error(path, error):
                       f"512x512 or less) or check that the file is what it claims to be")
 
 
-def _rgb8(im, path):
-    """A loaded PIL image -> ``(H, W, 3)`` uint8 RGB, 16-bit grey scaled as ``round(v / 257)``.
+def _rgb8_image(im, path):
+    """A loaded PIL image -> the same picture as an 8-bit PIL ``RGB`` image, 16-bit grey scaled as ``round(v / 257)``.
 
     16-bit colour files reach here as 8-bit RGB already (Pillow keeps each
-    channel's high byte, ``v >> 8``, within 1 of ``v / 257``).
+    channel's high byte, ``v >> 8``, within 1 of ``v / 257``). An ``RGB``
+    image is returned as it is (no copy).
     """
     if im.mode in SIXTEEN_BIT_MODES or im.mode == "I":
         values = np.asarray(im)
@@ -199,25 +200,31 @@ def _rgb8(im, path):
             raise InputError(f"{path}: 32-bit integer image with values outside 0..65535; photos must "
                              f"have 8 or 16 bits per channel")
         grey = ((values.astype(np.int64) + 128) // 257).astype(np.uint8)  # round(v * 255 / 65535)
-        return np.repeat(grey[..., None], 3, axis=2)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
     if im.mode == "F":
         raise InputError(f"{path}: floating-point image; photos must have 8 or 16 bits per channel "
                          f"(save it as PNG or JPEG)")
-    return np.asarray(im.convert("RGB"))
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def read_rgb(path):
     """Read an image as an ``(H, W, 3)`` uint8 RGB array.
 
     Grey, palette and RGBA images are converted; 16-bit images are scaled to
-    8 bits (:func:`_rgb8`). Raises :class:`InputError` naming the file for a
+    8 bits (:func:`_rgb8_image`). Raises :class:`InputError` naming the file for a
     missing, corrupt, floating-point or too large image (module docstring).
     """
-    return read_rgb_at_least(path, None)[0]
+    return np.asarray(read_rgb_image_at_least(path, None)[0])
 
 
 def read_rgb_at_least(path, size_wh):
-    """:func:`read_rgb` that may decode a JPEG at a reduced scale: ``(array, stored (width, height))``.
+    """:func:`read_rgb_image_at_least` as an ``(H, W, 3)`` uint8 array: ``(array, stored (width, height))``."""
+    image, stored = read_rgb_image_at_least(path, size_wh)
+    return np.asarray(image), stored
+
+
+def read_rgb_image_at_least(path, size_wh):
+    """Read an image as a PIL ``RGB`` image, a JPEG possibly at a reduced scale: ``(image, stored (width, height))``.
 
     With ``size_wh = (width, height)`` a JPEG is decoded by libjpeg's DCT
     scaling (``Image.draft``) at the smallest of 1/2, 1/4 or 1/8 of its size
@@ -225,7 +232,9 @@ def read_rgb_at_least(path, size_wh):
     only ever reduced by a factor of 2 or more before a resize to ``size_wh``
     that shrinks it at least as much. Other formats, smaller reductions and
     ``size_wh=None`` decode at full size. The second value is the size stored
-    in the file (for :func:`check_aspect_ratio`). Errors as :func:`read_rgb`.
+    in the file (for :func:`check_aspect_ratio`). Conversions as
+    :func:`read_rgb`; the training loader keeps the PIL image, which saves
+    two copies per item. Errors as :func:`read_rgb`.
     """
     try:
         with Image.open(path) as im:
@@ -233,7 +242,7 @@ def read_rgb_at_least(path, size_wh):
             if size_wh is not None and im.format == "JPEG" and im.mode in ("RGB", "L"):
                 im.draft(im.mode, (int(size_wh[0]), int(size_wh[1])))
             im.load()
-            return _rgb8(im, path), stored
+            return _rgb8_image(im, path), stored
     except InputError:
         raise
     except FileNotFoundError as e:
@@ -287,7 +296,7 @@ def read_label(path):
     return arr
 
 
-def resize_label(label, size_wh):
+def resize_label(label, size_wh, box=None):
     """Nearest-neighbour resize of an ``(H, W)`` integer label map to ``size_wh = (width, height)``.
 
     The one label resizer of the project (data loader, SPSE, dataset
@@ -295,15 +304,20 @@ def resize_label(label, size_wh):
     integer dtype (values are never mixed): output column ``x`` samples input
     column ``floor(x0 + x·s)`` with ``s = W / width`` and ``x0 = s / 2``,
     accumulated in float64 one step at a time as PIL does (rows likewise), so
-    maps resized here match maps resized by PIL bit for bit. Returns an array
-    of the input's dtype (the input itself when the size already matches).
+    maps resized here match maps resized by PIL bit for bit. ``box = (x, y,
+    w, h)`` returns only that window of the resized map (the same values as
+    cropping it afterwards, without building the rest). Returns an array of
+    the input's dtype (a view of the input when nothing is resized).
     """
     label = np.asarray(label)
     h, w = label.shape
     width, height = int(size_wh[0]), int(size_wh[1])
+    x, y, cw, ch = (0, 0, width, height) if box is None else box
     if (w, h) == (width, height):
-        return label
-    return label[_nearest_indices(h, height)[:, None], _nearest_indices(w, width)[None, :]]
+        return label[y:y + ch, x:x + cw]
+    rows = _nearest_indices(h, height)[y:y + ch]
+    cols = _nearest_indices(w, width)[x:x + cw]
+    return label.take(rows, axis=0).take(cols, axis=1)  # two 1-D gathers: several times faster than one 2-D
 
 
 def _nearest_indices(n_in, n_out):

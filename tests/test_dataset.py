@@ -205,6 +205,10 @@ def test_resize_label_matches_pil_nearest():
             out = resize_label(label, size_wh)
             assert out.dtype == np.uint8
             np.testing.assert_array_equal(out, pil)
+            for x, y in ((0, 0), (size_wh[0] // 3, size_wh[1] // 2)):  # a window: the crop of the whole
+                cw, ch = max(1, size_wh[0] - x - 1), max(1, size_wh[1] - y)
+                np.testing.assert_array_equal(resize_label(label, size_wh, box=(x, y, cw, ch)),
+                                              pil[y:y + ch, x:x + cw])
     wide = rng.integers(0, 300, (9, 11)).astype(np.int32)  # values beyond uint8 are kept
     pil = np.asarray(Image.fromarray(wide).resize((20, 5), Image.NEAREST))
     np.testing.assert_array_equal(resize_label(wide, (20, 5)), pil)

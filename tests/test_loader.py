@@ -8,6 +8,9 @@
 * a JPEG is decoded at a DCT scale only when the resize shrinks it by 2 or
   more, and the photo then differs from the full decode by what one
   antialiased downscale differs from another (bounds below);
+* a photo decoded at a reduced scale is resampled only inside its crop
+  window, within one level of resampling the whole and cropping; a photo
+  decoded at full size, or given as a PIL image, takes the exact path;
 * ``--nThreads -1`` resolves from the cores available per process.
 """
 import os
@@ -144,6 +147,49 @@ def test_reduced_decode_changes_the_photo_by_at_most_a_resampling_difference(tmp
     diff = np.abs(a - b)
     assert a.shape == (3, 64, 64) and diff.mean() < 1.0 and diff.max() <= 6
     assert torch.equal(transform_image(reduced, opt, params), normalise_image(torch.from_numpy(a.astype(np.uint8))))
+
+
+def test_window_only_resize_is_within_one_level_of_resize_then_crop():
+    """Pillow places the window's taps from a single-precision box: positions move by about
+    ``2**-24 * 128`` pixels, the weights by ~1e-5, each sum by < 0.01 of a level before rounding,
+    so a value changes by at most one level, and only where it lies that close to a rounding edge."""
+    rng = np.random.default_rng(5)
+    image = (rng.random((128, 128, 3)) * 255).astype(np.uint8)  # noise: every value is a fresh test
+    opt = build_options(True, label_nc=2, crop_size=64, load_size=72, gpu_ids="-1")
+    changed = total = 0
+    for x, y, flip in ((0, 0, False), (3, 5, True), (8, 8, False), (7, 1, True)):
+        params = {"scaled_size": (72, 72), "crop_pos": (x, y), "flip": flip}
+        whole = transform_image_uint8(image, opt, params).numpy().astype(np.int64)
+        assert torch.equal(transform_image_uint8(Image.fromarray(image), opt, params), torch.from_numpy(whole).byte())
+        window = transform_image_uint8(image, opt, params, window_only=True).numpy().astype(np.int64)
+        assert window.shape == whole.shape and np.abs(window - whole).max() <= 1
+        changed, total = changed + int((window != whole).sum()), total + whole.size
+    assert changed <= 0.01 * total
+    no_crop = build_options(True, label_nc=2, crop_size=64, preprocess_mode="scale_width", gpu_ids="-1")
+    params = {"scaled_size": (64, 64), "crop_pos": (0, 0), "flip": False}
+    assert torch.equal(transform_image_uint8(image, no_crop, params, window_only=True),
+                       transform_image_uint8(image, no_crop, params))
+
+
+def test_only_photos_decoded_at_a_reduced_scale_take_the_window_path(tmp_path):
+    dirs = [str(tmp_path / k) for k in ("images", "labels", "codes")]
+    build_synthetic_dataset(str(tmp_path / "png"), n=1, size=64, label_nc=2)
+    for d in dirs:
+        os.makedirs(d)
+    _smooth_jpeg(os.path.join(dirs[0], "img0.jpg"), 256, seed=1)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(os.path.join(dirs[1], "img0.png"))
+    os.replace(str(tmp_path / "png" / "codes" / "img0.npy"), os.path.join(dirs[2], "img0.npy"))
+    opt = _opt(dirs, label_nc=2, crop_size=32, load_size=40)
+    dataset = CustomDataset(opt)
+    dataset.uint8_images = True
+    from data.transforms import load_label
+
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        _, params = load_label(dataset.label_paths[0], opt, np.random.default_rng([int(opt.seed), epoch, 0]))
+        reduced, _ = read_rgb_at_least(dataset.image_paths[0], params["scaled_size"])
+        assert reduced.shape == (64, 64, 3)
+        assert torch.equal(dataset[0]["image"], transform_image_uint8(reduced, opt, params, window_only=True))
 
 
 def test_default_workers_share_the_available_cores():
