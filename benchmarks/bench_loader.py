@@ -13,7 +13,8 @@ crop 256 (``--load_size 286``, random crop and flip):
   readers (the same in both);
 * ``ours``: :class:`data.custom_dataset.CustomDataset` as the training loader
   of a GPU run uses it: the JPEG decoded at the DCT scale that still covers
-  286² (``read_rgb_at_least``), uint8 batches (normalised on the device).
+  286² (``read_rgb_image_at_least``) and resampled only inside the crop
+  window, uint8 batches (normalised on the device).
 
 Each item goes through ``__getitem__`` and every ``--batch`` items through the
 loader's ``collate``; a worker process does exactly this work, so
