@@ -134,3 +134,13 @@ def test_latest_of_a_snapshot_epochs_last_step_is_written_with_the_snapshot_at_t
     assert act.save_latest and act.end_epoch and not act.stop
     end = s.after_epoch(1, 3, 3, stopped=False)
     assert end.save_snapshot and not end.save_latest
+
+
+def test_epoch_summary_after_long_epochs_snapshots_and_the_last_epoch_only():
+    short = simulate(schedule(steps_per_epoch=2, total_epochs=7, print_freq=5, save_epoch_freq=3))
+    assert [e for e, _, _ in of(short, "report")] == [3, 6, 7]
+    assert [e for e, _, _ in of(short, "report")] == [e for e, _, _ in of(short, "save_snapshot")]
+    stopped = simulate(schedule(steps_per_epoch=2, total_epochs=9, print_freq=5, save_epoch_freq=4, max_steps=6))
+    assert of(stopped, "report") == [(3, 2, 6)]  # the stop at an epoch's end (no snapshot due there)
+    long = simulate(schedule(steps_per_epoch=5, total_epochs=3, print_freq=5, save_epoch_freq=10))
+    assert [e for e, _, _ in of(long, "report")] == [1, 2, 3]

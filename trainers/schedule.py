@@ -28,7 +28,7 @@ class EpochActions:
     """What to do at the end of an epoch: each field a bool."""
     save_latest: bool    # the full training state with the snapshot's networks, unless this step's was saved
     save_snapshot: bool  # the snapshot is due: ``{epoch}_net_*.pth`` (networks only)
-    report: bool         # print the epoch's summary line
+    report: bool         # print the epoch's summary line (long epochs, snapshots and the last epoch)
     stop: bool           # the run ends after this epoch's actions
 
 
@@ -125,7 +125,10 @@ class TrainingSchedule:
         A run stopped inside an epoch saves nothing more (its 'latest' is
         written at the stop) and prints no epoch summary. At a snapshot epoch,
         'latest' is written with the snapshot (``save_latest``) unless this
-        step's state was saved already; then the snapshot alone.
+        step's state was saved already; then the snapshot alone. The summary
+        line is printed after an epoch of at least ``print_freq`` steps, at a
+        snapshot and at the end of the run, so short epochs do not fill the
+        terminal.
         """
         if stopped and epoch_iter < self.steps_per_epoch:
             return EpochActions(save_latest=False, save_snapshot=False, report=False, stop=True)
@@ -133,4 +136,6 @@ class TrainingSchedule:
         save_latest = snapshot and self.latest_saved_at != step
         if save_latest:
             self.latest_saved_at = step
-        return EpochActions(save_latest=save_latest, save_snapshot=snapshot, report=True, stop=bool(stopped))
+        steps = min(self.steps_per_epoch, DEBUG_STEPS) if self.debug else self.steps_per_epoch
+        report = snapshot or stopped or epoch >= self.total_epochs or steps >= self.print_freq
+        return EpochActions(save_latest=save_latest, save_snapshot=snapshot, report=report, stop=bool(stopped))
