@@ -104,13 +104,14 @@ def transform_image_uint8(image, opt, params, window_only=False):
         pil = pil.convert("L")
     size = tuple(params["scaled_size"])
     box = _crop_box(opt, params, size)
-    if size != pil.size and window_only and box is not None:
-        x, y, cw, ch = box
-        sx, sy = pil.size[0] / size[0], pil.size[1] / size[1]
-        pil = pil.resize((cw, ch), Image.BICUBIC, box=(x * sx, y * sy, (x + cw) * sx, (y + ch) * sy))
-        box = None
-    elif size != pil.size:
-        pil = pil.resize(size, Image.BICUBIC)
+    if size != pil.size:
+        if window_only and box is not None:  # the crop window alone, already cropped
+            x, y, cw, ch = box
+            sx, sy = pil.size[0] / size[0], pil.size[1] / size[1]
+            pil = pil.resize((cw, ch), Image.BICUBIC, box=(x * sx, y * sy, (x + cw) * sx, (y + ch) * sy))
+            box = None
+        else:
+            pil = pil.resize(size, Image.BICUBIC)
     if box is not None:
         x, y, cw, ch = box
         pil = pil.crop((x, y, x + cw, y + ch))
