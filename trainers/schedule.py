@@ -137,5 +137,5 @@ class TrainingSchedule:
         if save_latest:
             self.latest_saved_at = step
         steps = min(self.steps_per_epoch, DEBUG_STEPS) if self.debug else self.steps_per_epoch
-        report = snapshot or stopped or epoch >= self.total_epochs or steps >= self.print_freq
+        report = snapshot or stopped or steps >= self.print_freq  # the last epoch is a snapshot epoch
         return EpochActions(save_latest=save_latest, save_snapshot=snapshot, report=report, stop=bool(stopped))
