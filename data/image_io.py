@@ -217,12 +217,6 @@ def read_rgb(path):
     return np.asarray(read_rgb_image_at_least(path, None)[0])
 
 
-def read_rgb_at_least(path, size_wh):
-    """:func:`read_rgb_image_at_least` as an ``(H, W, 3)`` uint8 array: ``(array, stored (width, height))``."""
-    image, stored = read_rgb_image_at_least(path, size_wh)
-    return np.asarray(image), stored
-
-
 def read_rgb_image_at_least(path, size_wh):
     """Read an image as a PIL ``RGB`` image, a JPEG possibly at a reduced scale: ``(image, stored (width, height))``.
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from data.custom_dataset import CustomDataset
-from data.image_io import read_rgb, read_rgb_at_least
+from data.image_io import read_rgb, read_rgb_image_at_least
 from data.loader import PREFETCH_BATCHES, collate, create_dataloader, default_workers
 from data.transforms import transform_image, transform_image_uint8
 from options import build_options
@@ -40,6 +40,12 @@ def _literal_float_image(image, opt, params):
         pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
     arr = np.asarray(pil, dtype=np.float32) / 255.0
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()) * 2.0 - 1.0
+
+
+def _read_rgb_at_least(path, size_wh):
+    """:func:`read_rgb_image_at_least` with the photo as an ``(H, W, 3)`` array."""
+    image, stored = read_rgb_image_at_least(path, size_wh)
+    return np.asarray(image), stored
 
 
 def _opt(dirs, **kw):
@@ -120,12 +126,12 @@ def test_jpeg_is_decoded_at_a_dct_scale_only_for_a_reduction_of_two_or_more(tmp_
     assert full.shape == (256, 256, 3)
     for wanted, decoded in (((200, 200), 256), ((129, 100), 256), ((128, 128), 128), ((100, 60), 128),
                             ((40, 40), 64), ((20, 20), 32), ((2, 2), 32)):
-        image, stored = read_rgb_at_least(path, wanted)
+        image, stored = _read_rgb_at_least(path, wanted)
         assert stored == (256, 256) and image.shape == (decoded, decoded, 3), wanted
-    assert np.array_equal(read_rgb_at_least(path, None)[0], full)
+    assert np.array_equal(_read_rgb_at_least(path, None)[0], full)
     png = str(tmp_path / "p.png")
     Image.fromarray(full).save(png)
-    assert np.array_equal(read_rgb_at_least(png, (32, 32))[0], full)  # only JPEGs
+    assert np.array_equal(_read_rgb_at_least(png, (32, 32))[0], full)  # only JPEGs
 
 
 def test_reduced_decode_changes_the_photo_by_at_most_a_resampling_difference(tmp_path):
@@ -140,7 +146,7 @@ def test_reduced_decode_changes_the_photo_by_at_most_a_resampling_difference(tmp
     _smooth_jpeg(path, 256, seed=3)
     opt = build_options(True, label_nc=2, crop_size=64, load_size=72, gpu_ids="-1")
     params = {"scaled_size": (72, 72), "crop_pos": (3, 5), "flip": True}
-    reduced, _ = read_rgb_at_least(path, params["scaled_size"])
+    reduced, _ = _read_rgb_at_least(path, params["scaled_size"])
     assert reduced.shape == (128, 128, 3)
     a = transform_image_uint8(reduced, opt, params).numpy().astype(np.int64)
     b = transform_image_uint8(read_rgb(path), opt, params).numpy().astype(np.int64)
@@ -187,7 +193,7 @@ def test_only_photos_decoded_at_a_reduced_scale_take_the_window_path(tmp_path):
     for epoch in (0, 1):
         dataset.set_epoch(epoch)
         _, params = load_label(dataset.label_paths[0], opt, np.random.default_rng([int(opt.seed), epoch, 0]))
-        reduced, _ = read_rgb_at_least(dataset.image_paths[0], params["scaled_size"])
+        reduced, _ = _read_rgb_at_least(dataset.image_paths[0], params["scaled_size"])
         assert reduced.shape == (64, 64, 3)
         assert torch.equal(dataset[0]["image"], transform_image_uint8(reduced, opt, params, window_only=True))
 
