@@ -34,7 +34,7 @@ class TrainOptions(BaseOptions):
                        help="do not write training samples to checkpoints_dir/name/web/")
         g.add_argument("--tf_log", action="store_true", default=True,
                        help="write TensorBoard events (losses, learning rates, speed, evaluation, samples) to "
-                            "checkpoints_dir/name/logs; on by default")
+                            "checkpoints_dir/name/logs")
         g.add_argument("--no_tf_log", dest="tf_log", action="store_false", help="write no TensorBoard events")
         g.add_argument("--debug", action="store_true", help="only do a few iterations per epoch")
         g.add_argument("--ignore_disk_space", action="store_true",

@@ -17,6 +17,7 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from tests.conftest import ROOT
 from trainers.superstylenet_trainer import learning_rate_for_epoch, split_lr
+from util.cli import is_switch
 from util.errors import OptionError
 
 
@@ -296,14 +297,18 @@ def test_help_of_every_entry_script_shows_each_flag_with_the_default_in_force(tm
             flag = action.option_strings[-1]
             assert flag in entries, f"{script} --help lacks {flag}"
             if not action.required and flag not in required:  # a default, not a value given here
-                shown = f"(default: {getattr(parsed, action.dest)})"
+                value = getattr(parsed, action.dest)
+                if is_switch(action):  # a switch says whether it is in force, not its shared value
+                    value = "on" if value == action.const else "off"
+                shown = f"(default: {value})"
                 assert shown in entries[flag], f"{script} {flag}: {entries[flag]!r} should show {shown}"
     train_help = _help_of(_load_script("train.py").main, ["--gpu_ids", "-1"])
     for flag in ("--ngf", "--no_vgg_loss", "--vgg_path", "--num_upsampling_layers", "--norm_G", "--init_from"):
         assert flag in train_help
     flat = " ".join(train_help.split())
     for shown in ("--crop_size CROP_SIZE crop", "(default: 256)", "(default: 13)", "(default: resize_and_crop)",
-                  "(default: 286)"):
+                  "(default: 286)", "logs (default: on) --no_tf_log write no TensorBoard events (default: off)",
+                  "the CPU float32 unless --amp_dtype is given (default: off)"):
         assert shown in flat
     mix_help = " ".join(_help_of(_load_script("mix_styles.py").main, []).split())
     assert "SuperStyleNet style mixing" in mix_help and "testing" not in mix_help.split("options:")[0]

@@ -7,16 +7,28 @@ from util.errors import USER_ERRORS
 from util.threads import cap_threads
 
 
+def is_switch(action):
+    """Whether the argparse ``action`` is an on/off flag taking no value (``store_true``/``store_false``)."""
+    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` shows every flag with the default in force: ``(default: X)``.
 
-    Required flags have no default and show none; a help text that states its
-    default itself is left as it is. Descriptions keep their line breaks.
+    A switch (``store_true``/``store_false``) shows ``(default: on)`` when the
+    value it sets is the default and ``(default: off)`` otherwise, so
+    ``--tf_log`` and its ``--no_tf_log`` read right although they share one
+    value. Required flags have no default and show none; a help text that
+    states its default itself is left as it is. Descriptions keep their line
+    breaks.
     """
 
     def _get_help_string(self, action):
         if action.required or "(default:" in (action.help or ""):
             return action.help
+        if is_switch(action):
+            state = "on" if action.default == action.const else "off"
+            return f"{action.help or ''} (default: {state})".strip()
         return super()._get_help_string(action)
 
     def _split_lines(self, text, width):
