@@ -179,6 +179,16 @@ def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path, random_incept
     assert json.load(open(os.path.join(root, "ck", "ev", "best.json")))["raw"]["value"] == values["fid"]
 
 
+def test_scoring_leaves_the_global_random_stream_untouched(run):
+    """The evaluator forks the RNG around G and gives its loader its own generator: no global draw."""
+    _, _, _, trainer, _ = run
+    netG = trainer.model.netG
+    state = torch.get_rng_state()
+    first = trainer.evaluator.score(netG, trainer.generator_inputs, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert trainer.evaluator.score(netG, trainer.generator_inputs, torch.device("cpu")) == first
+
+
 def test_bad_evaluation_options_stop_before_training(tmp_path):
     root = str(tmp_path)
     train_dirs, eval_dir = make_data(root)

@@ -158,8 +158,11 @@ class TrainingEvaluator:
     def _score_local(self, netG, inputs, device, need_real_acts):
         """This rank's share: ``(per-image [(index, metrics)], fake activations, real activations)``."""
         mine = self.my_batches()
+        # a loader draws its workers' base seed when iterated: from its own generator, not the global one
+        # the training run's random stream comes from
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[idx for _, idx in mine], collate_fn=collate,
-                                             num_workers=loader_workers(self.opt, self.world_size))
+                                             num_workers=loader_workers(self.opt, self.world_size),
+                                             generator=torch.Generator().manual_seed(int(self.opt.seed)))
         own = next(netG.parameters()).device
         was_training = netG.training
         netG.to(device).eval()
