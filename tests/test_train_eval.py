@@ -179,6 +179,21 @@ def test_fid_with_a_random_inception_matches_evaluate_py(tmp_path, random_incept
     assert json.load(open(os.path.join(root, "ck", "ev", "best.json")))["raw"]["value"] == values["fid"]
 
 
+def test_evaluation_leaves_the_noise_of_later_steps_unchanged(tmp_path):
+    """With ACE's noise on, a step after an evaluation draws the noise it would have drawn without one."""
+    train_dirs, eval_dir = make_data(str(tmp_path))
+
+    def final_weights(name, extra):
+        argv = train_args(str(tmp_path), name, train_dirs) + ["--max_steps", "2", "--ema_bn_batches", "0"] + extra
+        with contextlib.redirect_stdout(io.StringIO()):
+            return train.main(argv).model.netG.state_dict()
+
+    plain = final_weights("plain", [])
+    evaluated = final_weights("evaluated", ["--eval_dir", eval_dir, "--eval_freq", "1", "--eval_metric", "rmse"])
+    for k, v in plain.items():
+        assert torch.equal(v, evaluated[k]), k
+
+
 def test_scoring_leaves_the_global_random_stream_untouched(run):
     """The evaluator forks the RNG around G and gives its loader its own generator: no global draw."""
     _, _, _, trainer, _ = run
