@@ -5,6 +5,7 @@ scripts/checkpoint_sizes.py and the README) are the files' sizes, and an
 epoch snapshot can still be resumed from, the way the release resumed.
 """
 import os
+import zipfile
 
 import pytest
 
@@ -68,3 +69,23 @@ def test_resume_from_an_epoch_snapshot_restarts_the_optimisers(run, capsys):
     assert resumed.global_step == 6  # epochs 2 and 3
     with pytest.raises(CheckpointError, match="7_net_G.pth: not found"):
         train.main(_args(tmp_path, dirs, "--continue_train", "--which_epoch", "7"))
+
+
+def test_a_saved_file_holds_the_same_bytes_for_the_same_object(tmp_path):
+    """torch_save_atomic names the zip's folder ``archive/``, not after its random temporary file."""
+    import torch
+
+    from util.torch_io import load_torch_file, torch_save_atomic
+
+    state = {"weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "step": 7}
+    paths = [str(tmp_path / "a" / "latest_net_G.pth"), str(tmp_path / "b" / "latest_net_G.pth")]
+    for path in paths:
+        os.makedirs(os.path.dirname(path))
+        torch_save_atomic(state, path)
+    first, second = (open(p, "rb").read() for p in paths)
+    assert first == second
+    with zipfile.ZipFile(paths[0]) as z:
+        assert {name.split("/")[0] for name in z.namelist()} == {"archive"}
+    loaded = load_torch_file(paths[0])
+    assert torch.equal(loaded["weight"], state["weight"]) and loaded["step"] == 7
+    assert os.listdir(os.path.dirname(paths[0])) == ["latest_net_G.pth"]  # no temporary left

@@ -12,9 +12,15 @@ from util.io import atomic_path
 
 
 def torch_save_atomic(obj, path):
-    """Atomically ``torch.save`` ``obj`` to ``path`` (``path`` is untouched when the write fails)."""
+    """Atomically ``torch.save`` ``obj`` to ``path`` (``path`` is untouched when the write fails).
+
+    Saved through a file object, so the zip's folder is torch's fixed
+    ``archive/`` rather than the temporary file's random name: the same
+    ``obj`` gives the same bytes.
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
 
 
 def load_torch_file(path, what="checkpoint", mmap=False):
